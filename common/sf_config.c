@@ -137,6 +137,8 @@ static int entry_set(cfg_entry *en, const char *v, const char *origin, sf_error 
     const sf_cfg_def *d = en->def;
     int64_t num = 0;
     char *copy;
+    /* A secret's value never goes into an error (errors get logged). */
+    const char *shown = d->secret ? "***" : v;
 
     if (strlen(v) > SF_CFG_VALUE_MAX)
         return sf_error_field(err, d->name, "%s: value from %s is longer than %d bytes",
@@ -148,33 +150,40 @@ static int entry_set(cfg_entry *en, const char *v, const char *origin, sf_error 
         if (sf_str_to_i64(v, d->min, d->max, &num) < 0)
             return sf_error_field(err, d->name,
                                   "%s: \"%s\" (from %s) is not a whole number from %lld to %lld",
-                                  d->name, d->secret ? "***" : v, origin,
+                                  d->name, shown, origin,
                                   (long long)d->min, (long long)d->max);
         break;
     case SF_CFG_DURATION:
-        if (sf_parse_duration_ms(v, &num) < 0 ||
-            ((d->min || d->max) && (num < d->min || num > d->max)))
+        /* max 0 means no upper bound (a table giving only a minimum, e.g.
+         * {1000, 0}, must not reject every duration above zero). */
+        if (sf_parse_duration_ms(v, &num) < 0 || num < d->min || (d->max > 0 && num > d->max)) {
+            if (d->max > 0)
+                return sf_error_field(err, d->name,
+                                      "%s: \"%s\" (from %s) is not a duration from %lldms to %lldms "
+                                      "(write e.g. 500ms, 30s, 5m, 2h, 7d)",
+                                      d->name, shown, origin, (long long)d->min, (long long)d->max);
             return sf_error_field(err, d->name,
-                                  "%s: \"%s\" (from %s) is not a duration from %lldms to %lldms "
+                                  "%s: \"%s\" (from %s) is not a duration of at least %lldms "
                                   "(write e.g. 500ms, 30s, 5m, 2h, 7d)",
-                                  d->name, v, origin, (long long)d->min, (long long)d->max);
+                                  d->name, shown, origin, (long long)d->min);
+        }
         break;
     case SF_CFG_BOOL:
         if (parse_bool(v, &num) < 0)
             return sf_error_field(err, d->name,
                                   "%s: \"%s\" (from %s) is not a boolean (true/false, 1/0, yes/no, on/off)",
-                                  d->name, v, origin);
+                                  d->name, shown, origin);
         break;
     case SF_CFG_ENUM:
         if (!choice_ok(d->choices, v))
             return sf_error_field(err, d->name, "%s: \"%s\" (from %s) is not one of %s",
-                                  d->name, v, origin, d->choices);
+                                  d->name, shown, origin, d->choices);
         break;
     case SF_CFG_ADDR:
         if (parse_addr(v) < 0)
             return sf_error_field(err, d->name,
                                   "%s: \"%s\" (from %s) is not host:port with a port from 0 to 65535",
-                                  d->name, v, origin);
+                                  d->name, shown, origin);
         break;
     }
     copy = strdup(v);
@@ -224,11 +233,16 @@ static int load_file(sf_config *cfg, const char *path, sf_error *err)
     if (sf_read_file(path, SF_CFG_FILE_MAX, &text, &len) < 0)
         return sf_error_field(err, "SCMFLOW_CONFIG_FILE", "could not read configuration file \"%s\": %s",
                               path, strerror(errno));
-    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    /* Split by hand: strtok_r would skip blank lines and make the line
+     * numbers in error messages wrong. */
+    for (line = text; line; line = save) {
         char *name = line, *eq, *value;
         cfg_entry *en;
         char origin[300];
 
+        save = strchr(line, '\n');
+        if (save)
+            *save++ = '\0';
         lineno++;
         strip(&name);
         if (*name == '\0' || *name == '#')

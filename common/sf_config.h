@@ -31,7 +31,7 @@ typedef struct sf_cfg_def {
     const char *name;    /* environment variable, e.g. "SCMFLOW_DATABASE_URL" */
     sf_cfg_type type;
     const char *def;     /* default as text; NULL = required */
-    int64_t min, max;    /* INT: bounds; DURATION: bounds in ms (0,0 = any) */
+    int64_t min, max;    /* INT: bounds; DURATION: bounds in ms (max 0 = no upper bound) */
     const char *choices; /* ENUM: "debug|info|warn|error" */
     const char *help;
     bool secret;         /* never printed (values are masked in dumps) */

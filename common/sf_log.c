@@ -164,9 +164,12 @@ static void scrub(sf_buf *line)
     for (size_t i = 0; i < g_nsecrets; i++) {
         const char *sec = g_secrets[i];
         size_t sl = strlen(sec);
+        size_t from = 0;
         char *hit;
 
-        while ((hit = strstr(line->data, sec)) != NULL) {
+        /* Search on after each replacement: a secret that occurs inside
+         * "[redacted]" (e.g. "dact") must not be replaced forever. */
+        while (from <= line->len && (hit = strstr(line->data + from, sec)) != NULL) {
             static const char red[] = "[redacted]";
             size_t pos = (size_t)(hit - line->data);
             size_t tail = line->len - pos - sl;
@@ -180,6 +183,7 @@ static void scrub(sf_buf *line)
             *line = out;
             if (line->data == NULL)
                 return;
+            from = pos + sizeof(red) - 1;
         }
     }
 }

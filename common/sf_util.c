@@ -15,8 +15,9 @@ int sf_str_to_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 
     if (s == NULL || *s == '\0')
         return -1;
-    /* strtoll accepts leading blanks; a setting with them is a typo. */
-    if (*s == ' ' || *s == '\t' || *s == '\n')
+    /* strtoll accepts leading white space of every kind (also \r, \v, \f);
+     * a setting with any of it is a typo: only a sign or a digit may start. */
+    if (!((*s >= '0' && *s <= '9') || *s == '-' || *s == '+'))
         return -1;
     errno = 0;
     v = strtoll(s, &end, 10);

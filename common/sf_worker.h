@@ -1,0 +1,163 @@
+/*
+ * sf_worker.h - the run loop every worker uses (DESIGN.md "Delivery and
+ * consistency"): configuration, logging, PostgreSQL (+ migrations), topic
+ * creation, the Kafka consumer, the idempotent producer, the outbox relay,
+ * dead-letter, signals, periodic tasks and /healthz /readyz /metrics.
+ *
+ * A worker's main() is:
+ *     int main(int argc, char **argv) { return sf_worker_main(argc, argv, &my_def); }
+ *
+ * Processing of consumed messages:
+ *   poll -> size limit -> sf_event_decode; undecodable/invalid -> dead-letter
+ *   (reason = err->field + err->msg), offset stored.
+ *   Good messages are handled in small batches in ONE DB transaction with a
+ *   SAVEPOINT per message: inbox claim (consumer = the group id; duplicate
+ *   -> skipped), then def->handler. Handler result:
+ *     0                     -> kept (savepoint released);
+ *     INVALID / REJECTED    -> rolled back to the savepoint, dead-lettered
+ *                              (a handler that wants to answer with
+ *                              order.rejected emits it itself and returns 0);
+ *     anything else         -> the whole batch is rolled back and retried
+ *                              with backoff from the messages in hand
+ *                              (TRANSIENT, UNKNOWN, PENDING, ...); FATAL stops
+ *                              the worker (exit 1) without storing offsets.
+ *   After COMMIT the offsets of every message of the batch are stored; the
+ *   relay then publishes the outbox. Offsets of uncommitted work are never
+ *   stored.
+ *
+ * Command line: --help, --version, --config FILE, --set NAME=VALUE,
+ * --max-messages N (stop after N consumed messages), --exit-on-idle MS (stop
+ * after MS with no message, no outbox row and nothing in flight). A bad
+ * option or value exits 2 with a message naming the setting.
+ * Exit status: 0 clean stop (SIGTERM/SIGINT/limits), 1 fatal error, 2 usage.
+ */
+#ifndef SF_WORKER_H
+#define SF_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "sf_config.h"
+#include "sf_error.h"
+
+struct sf_db;
+struct sf_event;
+struct sf_kafka_producer;
+
+typedef struct sf_worker sf_worker;
+/* Per-message context handed to the handler (valid during the call only). */
+typedef struct sf_worker_ctx sf_worker_ctx;
+
+/* Handle one decoded event inside the open transaction (see above). */
+typedef int (*sf_worker_handler_fn)(sf_worker_ctx *ctx, const struct sf_event *ev, sf_error *err);
+
+/* A periodic task. It runs between polls, outside any transaction: it
+ * opens its own transactions on sf_worker_dbh(w). Return -1 + err to log
+ * the failure (the task is retried at its next due time). */
+typedef int (*sf_worker_task_fn)(sf_worker *w, void *ud, sf_error *err);
+
+typedef struct sf_worker_task {
+    const char *name;            /* unique; also the sf_db_schedule_due name */
+    int64_t interval_ms;         /* default interval */
+    sf_worker_task_fn fn;
+    const char *interval_setting;/* nullable: DURATION setting overriding interval_ms */
+    bool once_across_replicas;   /* fire through sf_db_schedule_due (one replica per
+                                    interval); false = every replica, local clock */
+} sf_worker_task;
+
+typedef struct sf_worker_def {
+    const char *name;            /* service name: logs, source "scmflow/<name>",
+                                    default group id "scmflow-<name>" */
+    const char *version;         /* --version; NULL = SCMFLOW_VERSION */
+    const sf_cfg_def *settings;  /* the worker's own settings (nullable) */
+    size_t nsettings;
+    const char *const *topics;   /* consumed topic suffixes, NULL-terminated
+                                    (prefix added); NULL/empty = no consumer */
+    sf_worker_handler_fn handler;/* required when topics are given */
+    const sf_worker_task *tasks; /* nullable */
+    size_t ntasks;
+    /* Called after the DB is open and migrated, before consuming. May set
+     * *ud (passed to tasks, fini and readiness; sf_worker_ud()). -1 = exit 1. */
+    int (*init)(sf_worker *w, void **ud, sf_error *err);
+    /* Called once at the end (also after a failed init). Frees ud. */
+    void (*fini)(sf_worker *w, void *ud);
+    /* Extra readiness check for /readyz: 0 ready, -1 not ready with why set. */
+    int (*ready)(sf_worker *w, void *ud, char *why, size_t why_len);
+    /* Settings for the "no DB" benchmark mode: when true and the setting
+     * SCMFLOW_WORKER_DIRECT is on, messages are handled without DB
+     * transaction or inbox and sf_worker_emit/publish produce straight to
+     * Kafka (at-least-once; used by bench_delivery only). */
+    bool allow_direct;
+} sf_worker_def;
+
+/* Settings the run loop adds to sf_cfg_common (shown by --help):
+ *   SCMFLOW_CONSUMER_GROUP          group id (default "scmflow-<name>")
+ *   SCMFLOW_KAFKA_MAX_MESSAGE_BYTES consumed message hard limit (1 MiB)
+ *   SCMFLOW_WORKER_BATCH            messages per DB transaction (100)
+ *   SCMFLOW_WORKER_BATCH_WAIT       max time to fill a batch (5ms)
+ *   SCMFLOW_DB_CONNECT_TIMEOUT      how long to retry the first DB connect (60s)
+ *   SCMFLOW_RELAY_INTERVAL          outbox relay period (50ms)
+ *   SCMFLOW_WORKER_DIRECT           benchmark mode, see allow_direct (false) */
+
+/* Run the worker; returns the process exit status (see top of file). */
+int sf_worker_main(int argc, char **argv, const sf_worker_def *def);
+
+/* ---- inside a handler ---- */
+
+sf_worker *sf_worker_ctx_worker(sf_worker_ctx *ctx);
+/* The DB handle with the batch transaction open (a savepoint is active). */
+struct sf_db *sf_worker_db(sf_worker_ctx *ctx);
+/* Source topic (full name), partition, offset, key (NUL-terminated copy,
+ * NULL when the message had none) of the message being handled. */
+const char *sf_worker_event_topic(sf_worker_ctx *ctx);
+int32_t sf_worker_event_partition(sf_worker_ctx *ctx);
+int64_t sf_worker_event_offset(sf_worker_ctx *ctx);
+const char *sf_worker_event_key(sf_worker_ctx *ctx);
+
+/*
+ * Emit an event to <prefix>events: encodes a CloudEvent (source
+ * "scmflow/<name>", new id, correlationid nullable) and adds it to the
+ * outbox in the current transaction (published after commit by the relay).
+ * key = Kafka key (order id or account; nullable). data is borrowed.
+ */
+int sf_worker_emit(sf_worker_ctx *ctx, const char *type, const char *key, const cJSON *data,
+                   const char *correlationid, sf_error *err);
+/* Same for another topic (suffix, e.g. SF_TOPIC_CERTS_COLLECTED). */
+int sf_worker_publish(sf_worker_ctx *ctx, const char *topic_suffix, const char *key,
+                      const char *type, const cJSON *data, const char *correlationid,
+                      sf_error *err);
+
+/* ---- anywhere ---- */
+
+const sf_config *sf_worker_config(const sf_worker *w);
+/* A DB handle for init, tasks and fini (no transaction open between calls). */
+struct sf_db *sf_worker_dbh(sf_worker *w);
+/* The idempotent producer (e.g. for a task that must publish directly). */
+struct sf_kafka_producer *sf_worker_producer(sf_worker *w);
+const char *sf_worker_topic_prefix(const sf_worker *w);
+/* prefix + suffix into buf; returns buf (truncated names cannot happen for
+ * the fixed suffixes with a 256-byte buf). */
+const char *sf_worker_topic(const sf_worker *w, const char *suffix, char *buf, size_t size);
+const char *sf_worker_name(const sf_worker *w);
+/* "hostname-pid", unique per process. */
+const char *sf_worker_instance_id(const sf_worker *w);
+const char *sf_worker_group_id(const sf_worker *w);
+void *sf_worker_ud(const sf_worker *w);
+/* True after SIGTERM/SIGINT or a --max-messages/--exit-on-idle stop:
+ * long tasks should return early. */
+bool sf_worker_stop_requested(const sf_worker *w);
+/* Ask the loop to stop after the current message/batch. */
+void sf_worker_request_stop(sf_worker *w);
+
+/*
+ * Test failpoint: when env SCMFLOW_FAILPOINT equals name, or "name:N" and
+ * this is the N-th hit of name in this process, the process SIGKILLs
+ * itself. Cheap when unset. Points in the loop: "worker.after_handler",
+ * "worker.after_commit_before_offset", "relay.after_produce_before_mark".
+ */
+void sf_failpoint(const char *name);
+
+#endif

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# bench_delivery.sh - throughput of the delivery pipeline
+#   consume -> DB transaction (inbox + row + outbox) -> relay -> produce
+# with 1 and 2 worker processes, and the same pipeline without the DB
+# (SCMFLOW_WORKER_DIRECT: consume -> produce, at least once), side by side.
+# Throughput = output events / (last event timestamp - first event
+# timestamp), so start-up and the group join are not counted.
+# Env: BENCH_N (default 100000), SCMFLOW_WORKER_BATCH (default 200),
+# DELIVERY_BIN, and the pg + kafka fixtures (tests/lib/testenv.sh).
+set -euo pipefail
+. "${SCMFLOW_SOURCE_DIR:?}/tests/lib/testenv.sh"
+tenv_load
+BIN=${DELIVERY_BIN:?}
+N=${BENCH_N:-100000}
+export SCMFLOW_WORKER_BATCH=${SCMFLOW_WORKER_BATCH:-200}
+export SCMFLOW_LOG_FORMAT=text SCMFLOW_LOG_LEVEL=warn
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
+export SCMFLOW_MASTER_KEY_FILE=$(tenv_master_key "$WORK/master.key")
+trap 'rm -rf "$WORK"' EXIT
+
+# run MODE WORKERS: prints msgs/s
+run() {
+    local mode=$1 workers=$2 db prefix pids=() rc=0
+    db=$(tenv_new_db bench)
+    prefix=$(tenv_topic_prefix "bench-$mode-$workers")
+    export SCMFLOW_DATABASE_URL=$db SCMFLOW_TOPIC_PREFIX=$prefix SCMFLOW_CONSUMER_GROUP="g-$prefix"
+    export SCMFLOW_WORKER_DIRECT=$([ "$mode" = direct ] && echo true || echo false)
+    timeout -s KILL 300 "$BIN/sf-test-produce" --brokers "$SCMFLOW_KAFKA_BROKERS" --topic "${prefix}test.in" \
+        --count "$N" --timeout-ms 120000 >/dev/null || tenv_fail "produce failed"
+    for i in $(seq 1 "$workers"); do
+        timeout -s KILL 900 "$BIN/sf-test-worker" --exit-on-idle 5000 >"$WORK/$mode-$workers-$i.log" 2>&1 &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+    [ "$rc" = 0 ] || { tail -20 "$WORK"/*.log >&2; tenv_fail "worker failed ($mode x$workers)"; }
+    timeout -s KILL 300 "$BIN/sf-test-consume" --brokers "$SCMFLOW_KAFKA_BROKERS" --topic "${prefix}events" \
+        --format ts --timeout-ms 240000 > "$WORK/ts.txt" || tenv_fail "could not read events"
+    tenv_drop_db "$db"
+    sort -n "$WORK/ts.txt" | awk -v n="$N" -v mode="$mode" -v w="$workers" '
+        NR == 1 { first = $1 } { last = $1; c++ }
+        END {
+            if (c < n) { printf "only %d of %d events\n", c, n > "/dev/stderr"; exit 1 }
+            secs = (last - first) / 1000.0; if (secs <= 0) secs = 0.001
+            printf "%.0f\n", (c - 1) / secs
+        }'
+}
+
+db1=$(run db 1); db2=$(run db 2); d1=$(run direct 1); d2=$(run direct 2)
+printf '\nbench_delivery: %d messages, batch %s, this machine (%s cores)\n' "$N" "$SCMFLOW_WORKER_BATCH" "$(nproc)"
+printf '%-10s %22s %22s %8s\n' workers "db+outbox (msg/s)" "no db (msg/s)" ratio
+printf '%-10s %22s %22s %8s\n' 1 "$db1" "$d1" "$(awk -v a="$db1" -v b="$d1" 'BEGIN{printf "%.2f", a/b}')"
+printf '%-10s %22s %22s %8s\n' 2 "$db2" "$d2" "$(awk -v a="$db2" -v b="$d2" 'BEGIN{printf "%.2f", a/b}')"
+awk -v a="$db1" 'BEGIN{ if (a < 5000) { print "below the 5,000 msg/s target (1 worker)"; } else print "target >= 5,000 msg/s effectively-once: met (1 worker)" }'

@@ -1,0 +1,560 @@
+/*
+ * test_scm_sim.c - the SCM client against the real simulator (scm-sim as a
+ * separate process over TCP, seed-test.json): every call, the error classes
+ * the simulator produces, and fault injection through /__sim/faults for
+ * retries, Retry-After, resets and "outcome unknown" on enroll.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "sf_scm.h"
+#include "simctl.h"
+#include "sf_util.h"
+
+static simproc S;
+
+static char *make_csr(const char *cn)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509_REQ *r = X509_REQ_new();
+    X509_NAME *n = X509_NAME_new();
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL, *p;
+    long len;
+
+    assert_non_null(k);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0);
+    X509_REQ_set_subject_name(r, n);
+    X509_REQ_set_pubkey(r, k);
+    assert_true(X509_REQ_sign(r, k, EVP_sha256()) > 0);
+    PEM_write_bio_X509_REQ(b, r);
+    len = BIO_get_mem_data(b, &p);
+    out = calloc(1, (size_t)len + 1);
+    memcpy(out, p, (size_t)len);
+    BIO_free(b);
+    X509_NAME_free(n);
+    X509_REQ_free(r);
+    EVP_PKEY_free(k);
+    return out;
+}
+
+static sf_scm_account mkacct(void)
+{
+    sf_scm_account a;
+
+    memset(&a, 0, sizeof(a));
+    a.base_url = S.base;
+    a.login = "api_admin";
+    a.password = "Test-Passw0rd!";
+    a.customer_uri = "scmflow-test";
+    a.connect_timeout_ms = 2000;
+    a.total_timeout_ms = 10000;
+    a.retry_max_attempts = 4;
+    a.retry_max_total_ms = 15000;
+    a.retry_base_ms = 20;
+    a.retry_cap_ms = 200;
+    return a;
+}
+
+static sf_scm_client *client(void)
+{
+    sf_scm_account a = mkacct();
+    sf_error err;
+    sf_scm_client *c = sf_scm_client_new(&a, &err);
+
+    if (c == NULL)
+        fail_msg("client: %s", err.msg);
+    return c;
+}
+
+#define OK(call)                                                                              \
+    do {                                                                                      \
+        sf_error_clear(&err);                                                                 \
+        if ((call) != 0)                                                                      \
+            fail_msg("%s failed: [%s] %s", #call, sf_err_class_name(err.cls), err.msg);       \
+    } while (0)
+
+static void expect_err(int rc, const sf_error *e, sf_err_class cls, int code)
+{
+    if (rc != -1 || e->cls != cls || (code != 999999 && e->code != code))
+        fail_msg("want %s/%d, got rc %d %s/%d: %s", sf_err_class_name(cls), code, rc,
+                 sf_err_class_name(e->cls), e->code, e->msg);
+    assert_null(strstr(e->msg, "Test-Passw0rd!"));
+}
+
+/* Requests the simulator recorded for "METHOD /path". */
+static int recorded(const char *key)
+{
+    char *body = NULL;
+    cJSON *j, *bp, *v;
+    int n = 0;
+
+    assert_int_equal(sim_admin(&S, "GET", "/__sim/requests?summary=1", NULL, &body), 200);
+    j = cJSON_Parse(body);
+    free(body);
+    bp = cJSON_GetObjectItem(j, "by_path");
+    v = cJSON_GetObjectItem(bp, key);
+    if (cJSON_IsNumber(v))
+        n = v->valueint;
+    cJSON_Delete(j);
+    return n;
+}
+
+static int enrollments_with_comment(const char *comment)
+{
+    char path[256], *body = NULL;
+    cJSON *j;
+    int n;
+
+    (void)sf_snprintf(path, sizeof(path), "/__sim/enrollments?comment=%s", comment);
+    assert_int_equal(sim_admin(&S, "GET", path, NULL, &body), 200);
+    j = cJSON_Parse(body);
+    free(body);
+    n = cJSON_GetObjectItem(j, "count")->valueint;
+    cJSON_Delete(j);
+    return n;
+}
+
+static int reset(void **state)
+{
+    (void)state;
+    return sim_admin(&S, "POST", "/__sim/reset", "{}", NULL) == 200 ? 0 : -1;
+}
+
+static int64_t enroll_one(sf_scm_client *c, const char *cn, const char *comment, sf_error *err,
+                          int *rc_out)
+{
+    char *csr = make_csr(cn);
+    const char *sans[] = { cn };
+    sf_scm_enroll_req req = { .org_id = 1001, .csr = csr, .cert_type = 501, .term = 365,
+                              .sans = sans, .n_sans = 1, .comments = comment };
+    sf_scm_enroll_resp r;
+    int rc = sf_scm_enroll(c, &req, &r, err);
+
+    free(csr);
+    *rc_out = rc;
+    return rc == 0 ? r.ssl_id : 0;
+}
+
+static void test_catalog(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    sf_scm_org_list *orgs = NULL;
+    sf_scm_domain_page *dp = NULL, *dp2 = NULL;
+    sf_scm_domain *dom = NULL;
+    sf_scm_profile_list *pl = NULL;
+    sf_scm_custom_field_list *cf = NULL;
+    sf_scm_roles *roles = NULL;
+    bool found = false;
+
+    (void)state;
+    OK(sf_scm_list_orgs(c, &orgs, &err));
+    for (size_t i = 0; i < orgs->n; i++)
+        if (orgs->orgs[i].id == 1001) {
+            found = true;
+            assert_true(orgs->orgs[i].n_departments >= 1);
+        }
+    assert_true(found);
+    sf_scm_org_list_free(orgs);
+
+    OK(sf_scm_list_domains(c, 0, 200, &dp, &err));
+    assert_true(dp->n >= 8);
+    assert_int_equal(dp->total, (int64_t)dp->n);
+    OK(sf_scm_list_domains(c, 2, 3, &dp2, &err));
+    assert_int_equal(dp2->n, 3);
+    assert_int_equal(dp2->total, dp->total);
+    assert_int_equal(dp2->items[0].id, dp->items[2].id);
+    OK(sf_scm_get_domain(c, 2001, &dom, &err));
+    assert_string_equal(dom->name, "scmflow.test");
+    assert_string_equal(dom->validation_status, "VALIDATED");
+    assert_true(dom->n_delegations >= 1);
+    sf_scm_domain_free(dom);
+    sf_scm_domain_page_free(dp);
+    sf_scm_domain_page_free(dp2);
+
+    OK(sf_scm_list_profiles(c, 1001, &pl, &err));
+    found = false;
+    for (size_t i = 0; i < pl->n; i++) {
+        assert_int_not_equal(pl->profiles[i].id, 505); /* other org only */
+        if (pl->profiles[i].id == 501) {
+            found = true;
+            assert_int_equal(pl->profiles[i].n_terms, 2);
+            assert_int_equal(pl->profiles[i].n_key_types, 2);
+        }
+    }
+    assert_true(found);
+    sf_scm_profile_list_free(pl);
+
+    OK(sf_scm_list_custom_fields(c, &cf, &err));
+    found = false;
+    for (size_t i = 0; i < cf->n; i++)
+        if (strcmp(cf->fields[i].name, "Cost Center") == 0)
+            found = true;
+    assert_true(found);
+    sf_scm_custom_field_list_free(cf);
+
+    OK(sf_scm_check_roles(c, &roles, &err));
+    assert_true(roles->is_mrao);
+    sf_scm_roles_free(roles);
+    sf_scm_client_free(c);
+
+    {
+        sf_scm_account a = mkacct();
+        a.login = "drao_user";
+        a.password = "Drao-Passw0rd!";
+        c = sf_scm_client_new(&a, &err);
+        OK(sf_scm_check_roles(c, &roles, &err));
+        assert_false(roles->is_mrao);
+        sf_scm_roles_free(roles);
+        sf_scm_client_free(c);
+
+        a = mkacct();
+        a.password = "wrong-password";
+        c = sf_scm_client_new(&a, &err);
+        expect_err(sf_scm_list_orgs(c, &orgs, &err), &err, SF_ERR_AUTH, -16);
+        assert_int_equal(err.http_status, 401);
+        sf_scm_client_free(c);
+    }
+}
+
+static void test_lifecycle(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    sf_scm_cert *cert = NULL;
+    sf_scm_cert_page *cp = NULL;
+    sf_scm_cert_filter f = SF_SCM_CERT_FILTER_INIT;
+    char *pem = NULL;
+    size_t len = 0;
+    int rc;
+    int64_t id, nid = 0, count = -1, t;
+
+    (void)state;
+    id = enroll_one(c, "life.scmflow.test", "lifecycle-1", &err, &rc);
+    if (rc != 0)
+        fail_msg("enroll: %s", err.msg);
+    /* default --issue-after-polls 1: first check Applied/pending */
+    expect_err(sf_scm_collect(c, id, "x509", &pem, &len, &err), &err, SF_ERR_PENDING, 0);
+    OK(sf_scm_get_cert(c, id, &cert, &err));
+    assert_string_equal(cert->status, "Issued");
+    assert_string_equal(cert->common_name, "life.scmflow.test");
+    assert_non_null(cert->serial_number);
+    assert_non_null(cert->requested);
+    OK(sf_scm_parse_date(cert->requested, &t, &err));
+    sf_scm_cert_free(cert);
+    OK(sf_scm_collect(c, id, "x509", &pem, &len, &err));
+    assert_non_null(strstr(pem, "-----BEGIN CERTIFICATE-----"));
+    free(pem);
+    OK(sf_scm_collect(c, id, "bin", &pem, &len, &err));
+    assert_true(len > 100 && (unsigned char)pem[0] == 0x30); /* DER PKCS#7 */
+    free(pem);
+
+    f.common_name = "life.scmflow.test";
+    f.position = 0;
+    f.size = 10;
+    OK(sf_scm_list_certs(c, &f, &cp, &err));
+    assert_int_equal(cp->n, 1);
+    assert_int_equal(cp->items[0].ssl_id, id);
+    assert_int_equal(cp->total, 1);
+    sf_scm_cert_page_free(cp);
+    OK(sf_scm_count_certs(c, &f, &count, &err));
+    assert_int_equal(count, 1);
+
+    {
+        char *csr = make_csr("life.scmflow.test");
+        const char *sans[] = { "life.scmflow.test" };
+        sf_scm_replace_req rr = { .csr = csr, .reason = "key rotation",
+                                  .common_name = "life.scmflow.test", .sans = sans, .n_sans = 1 };
+        OK(sf_scm_replace(c, id, &rr, &err));
+        OK(sf_scm_renew_by_id(c, 100, csr, &nid, &err));
+        assert_true(nid > 0 && nid != 100);
+        free(csr);
+    }
+    OK(sf_scm_get_cert(c, id, &cert, &err)); /* re-issued by the poll rule */
+    sf_scm_cert_free(cert);
+    OK(sf_scm_get_cert(c, id, &cert, &err));
+    assert_string_equal(cert->status, "Issued");
+    OK(sf_scm_revoke_serial(c, cert->serial_number, 4, "superseded", &err));
+    sf_scm_cert_free(cert);
+    expect_err(sf_scm_revoke(c, id, 4, "again", &err), &err, SF_ERR_REJECTED, -159);
+    OK(sf_scm_revoke(c, 104, 1, "key compromise", &err));
+
+    /* renew by renewId */
+    {
+        char *csr = make_csr("renew.scmflow.test");
+        const char *sans[] = { "renew.scmflow.test" };
+        sf_scm_enroll_req req = { .org_id = 1001, .csr = csr, .cert_type = 501, .term = 365,
+                                  .sans = sans, .n_sans = 1 };
+        sf_scm_enroll_resp r;
+        OK(sf_scm_enroll(c, &req, &r, &err));
+        assert_int_equal(strlen(r.renew_id), 20);
+        OK(sf_scm_get_cert(c, r.ssl_id, &cert, &err));
+        sf_scm_cert_free(cert);
+        OK(sf_scm_get_cert(c, r.ssl_id, &cert, &err));
+        sf_scm_cert_free(cert);
+        OK(sf_scm_renew(c, r.renew_id, NULL, &err));
+        free(csr);
+    }
+    sf_scm_client_free(c);
+}
+
+static void test_rejections(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    sf_scm_cert *cert = NULL;
+    char *pem = NULL, *csr = make_csr("www.scmflow.test");
+    size_t len;
+    int64_t nid;
+    sf_scm_enroll_req req = { .org_id = 1001, .csr = csr, .cert_type = 501, .term = 999 };
+    sf_scm_enroll_resp r;
+
+    (void)state;
+    expect_err(sf_scm_enroll(c, &req, &r, &err), &err, SF_ERR_REJECTED, -36);
+    assert_int_equal(err.http_status, 400);
+    assert_int_equal(recorded("POST /api/ssl/v1/enroll"), 1);
+    req.term = 365;
+    {
+        const char *sans[] = { "www.unvalidated.test" };
+        req.sans = sans;
+        req.n_sans = 1;
+        expect_err(sf_scm_enroll(c, &req, &r, &err), &err, SF_ERR_REJECTED, -737);
+    }
+    expect_err(sf_scm_get_cert(c, 987654, &cert, &err), &err, SF_ERR_NOT_FOUND, 999999);
+    expect_err(sf_scm_collect(c, 987654, "pem", &pem, &len, &err), &err, SF_ERR_NOT_FOUND, 999999);
+    expect_err(sf_scm_collect(c, 102, "pem", &pem, &len, &err), &err, SF_ERR_REJECTED, -110);
+    expect_err(sf_scm_revoke(c, 103, 0, "not issued", &err), &err, SF_ERR_REJECTED, -102);
+    expect_err(sf_scm_renew_by_id(c, 104, NULL, &nid, &err), &err, SF_ERR_REJECTED, -180);
+    free(csr);
+
+    /* every pending style */
+    {
+        static const char *styles[] = { "code0", "1400", "183", "109", "empty200" };
+        int rc;
+        int64_t id = enroll_one(c, "pending.scmflow.test", "pending", &err, &rc);
+        assert_int_equal(rc, 0);
+        assert_int_equal(sim_admin(&S, "POST", "/__sim/config", "{\"issue_after_polls\":100}", NULL), 200);
+        for (size_t i = 0; i < SF_ARRAY_LEN(styles); i++) {
+            char cfg[96];
+            (void)sf_snprintf(cfg, sizeof(cfg), "{\"pending_style\":\"%s\"}", styles[i]);
+            assert_int_equal(sim_admin(&S, "POST", "/__sim/config", cfg, NULL), 200);
+            expect_err(sf_scm_collect(c, id, "pem", &pem, &len, &err), &err, SF_ERR_PENDING, 999999);
+        }
+    }
+    sf_scm_client_free(c);
+}
+
+static void test_approval(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    sf_scm_cert *cert = NULL;
+    int rc;
+    int64_t a, d;
+
+    (void)state;
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/config", "{\"manual_approval\":true}", NULL), 200);
+    a = enroll_one(c, "appr.scmflow.test", "appr", &err, &rc);
+    assert_int_equal(rc, 0);
+    d = enroll_one(c, "decl.scmflow.test", "decl", &err, &rc);
+    assert_int_equal(rc, 0);
+    OK(sf_scm_get_cert(c, a, &cert, &err));
+    assert_string_equal(cert->status, "Requested");
+    sf_scm_cert_free(cert);
+    OK(sf_scm_approve(c, a, "approved by test", &err));
+    OK(sf_scm_decline(c, d, "declined by test", &err));
+    OK(sf_scm_get_cert(c, d, &cert, &err));
+    assert_string_equal(cert->status, "Declined");
+    sf_scm_cert_free(cert);
+    expect_err(sf_scm_approve(c, d, "too late", &err), &err, SF_ERR_REJECTED, -1112);
+    sf_scm_client_free(c);
+}
+
+static void test_faults(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    sf_scm_cert *cert = NULL;
+    int64_t t0, took;
+    int rc;
+
+    (void)state;
+    /* 500 twice, then fine: retried */
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"rules\":[{\"path_prefix\":\"/api/ssl/v1/100\",\"count\":2,\"kind\":\"500\"}]}", NULL), 200);
+    OK(sf_scm_get_cert(c, 100, &cert, &err));
+    sf_scm_cert_free(cert);
+    assert_int_equal(recorded("GET /api/ssl/v1/100"), 3);
+
+    /* 429 + Retry-After 1 s: honoured */
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"rules\":[{\"path_prefix\":\"/api/ssl/v1/101\",\"count\":1,\"kind\":\"429\",\"retry_after_s\":1}]}", NULL), 200);
+    t0 = sf_now_mono_ms();
+    OK(sf_scm_get_cert(c, 101, &cert, &err));
+    took = sf_now_mono_ms() - t0;
+    print_message("429 Retry-After 1 s from scm-sim: %lld ms\n", (long long)took);
+    assert_true(took >= 950);
+    sf_scm_cert_free(cert);
+
+    /* connection reset on GET: retried */
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"rules\":[{\"path_prefix\":\"/api/ssl/v1/102\",\"count\":1,\"kind\":\"reset\"}]}", NULL), 200);
+    OK(sf_scm_get_cert(c, 102, &cert, &err));
+    sf_scm_cert_free(cert);
+
+    /* 503 on enroll: explicit refusal, retried, exactly one order */
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"rules\":[{\"path_prefix\":\"/api/ssl/v1/enroll\",\"count\":2,\"kind\":\"503\"}]}", NULL), 200);
+    (void)enroll_one(c, "f503.scmflow.test", "fault503", &err, &rc);
+    if (rc != 0)
+        fail_msg("enroll after 503: %s", err.msg);
+    assert_int_equal(enrollments_with_comment("fault503"), 1);
+
+    /* 500 on enroll: not retried (the server saw it) => UNKNOWN */
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"rules\":[{\"path_prefix\":\"/api/ssl/v1/enroll\",\"count\":1,\"kind\":\"500\"}]}", NULL), 200);
+    (void)enroll_one(c, "f500.scmflow.test", "fault500", &err, &rc);
+    expect_err(rc, &err, SF_ERR_UNKNOWN, 999999);
+    assert_int_equal(enrollments_with_comment("fault500"), 0);
+
+    /* the order is created, then the answer never comes: UNKNOWN, one order,
+     * found again by listing its common name (the caller's reconciliation) */
+    sf_scm_client_free(c);
+    {
+        sf_scm_account a = mkacct();
+        sf_scm_cert_page *cp = NULL;
+        sf_scm_cert_filter f = SF_SCM_CERT_FILTER_INIT;
+
+        a.total_timeout_ms = 700;
+        c = sf_scm_client_new(&a, &err);
+        assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+            "{\"rules\":[{\"path_prefix\":\"/api/ssl/v1/enroll\",\"count\":1,\"kind\":\"timeout_after_commit\",\"hang_ms\":2000}]}", NULL), 200);
+        (void)enroll_one(c, "lost.scmflow.test", "faultlost", &err, &rc);
+        expect_err(rc, &err, SF_ERR_UNKNOWN, 999999);
+        assert_int_equal(enrollments_with_comment("faultlost"), 1);
+        f.common_name = "lost.scmflow.test";
+        OK(sf_scm_list_certs(c, &f, &cp, &err));
+        assert_int_equal(cp->n, 1);
+        sf_scm_cert_page_free(cp);
+    }
+    assert_int_equal(sim_admin(&S, "DELETE", "/__sim/faults", NULL, NULL), 200);
+    sf_scm_client_free(c);
+}
+
+typedef struct bst {
+    int calls, ok;
+} bst;
+
+static void on_done(sf_scm_result *r, void *ud)
+{
+    bst *s = ud;
+
+    s->calls++;
+    if (r->rc == 0)
+        s->ok++;
+    else
+        print_message("batch item %lld: %s\n", (long long)r->ssl_id, r->err.msg);
+}
+
+static void test_batch_sim(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    sf_scm_batch *b;
+    bst s = { 0, 0 };
+
+    (void)state;
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"latency_ms\":5,\"rules\":[{\"path_prefix\":\"/api/ssl/v1/100\",\"count\":3,\"kind\":\"503\"}]}", NULL), 200);
+    b = sf_scm_batch_new(c, 16, &err);
+    assert_non_null(b);
+    for (int r = 0; r < 40; r++)
+        for (int id = 100; id <= 104; id++) {
+            if (id == 102 || id == 103)
+                OK(sf_scm_batch_add_details(b, id, on_done, &s, &err));
+            else
+                OK(sf_scm_batch_add_collect(b, id, "pem", on_done, &s, &err));
+        }
+    OK(sf_scm_batch_run(b, sf_now_mono_ms() + 60000, &err));
+    assert_int_equal(s.calls, 200);
+    /* 101 (Expired) collects fine; only nothing failed after the retries */
+    assert_int_equal(s.ok, 200);
+    sf_scm_batch_free(b);
+    sf_scm_client_free(c);
+    assert_int_equal(sim_admin(&S, "DELETE", "/__sim/faults", NULL, NULL), 200);
+}
+
+/* Read-only checks that are safe on the shared `sim` fixture. */
+static void test_shared_readonly(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    sf_scm_batch *b;
+    bst s = { 0, 0 };
+    sf_scm_cert *cert = NULL;
+
+    (void)state;
+    OK(sf_scm_get_cert(c, 100, &cert, &err));
+    assert_string_equal(cert->status, "Issued");
+    sf_scm_cert_free(cert);
+    b = sf_scm_batch_new(c, 8, &err);
+    for (int i = 0; i < 20; i++)
+        OK(sf_scm_batch_add_collect(b, 100, "x509", on_done, &s, &err));
+    OK(sf_scm_batch_run(b, sf_now_mono_ms() + 30000, &err));
+    assert_int_equal(s.ok, 20);
+    sf_scm_batch_free(b);
+    sf_scm_client_free(c);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return sim_start(&S, NULL);
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    sim_stop(&S);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--shared") == 0) {
+        /* Against the ctest fixture `sim` (SCM_SIM_URL from env.sh): no
+         * faults, no resets, nothing that would disturb other tests. */
+        const char *url = getenv("SCM_SIM_URL");
+        const struct CMUnitTest shared[] = {
+            cmocka_unit_test(test_catalog),
+            cmocka_unit_test(test_shared_readonly),
+        };
+
+        if (url == NULL || sf_snprintf(S.base, sizeof(S.base), "%s", url) < 0) {
+            fprintf(stderr, "SCM_SIM_URL not set (fixture sim missing?)\n");
+            return 1;
+        }
+        return cmocka_run_group_tests(shared, NULL, NULL);
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_catalog, reset),
+        cmocka_unit_test_setup(test_lifecycle, reset),
+        cmocka_unit_test_setup(test_rejections, reset),
+        cmocka_unit_test_setup(test_approval, reset),
+        cmocka_unit_test_setup(test_faults, reset),
+        cmocka_unit_test_setup(test_batch_sim, reset),
+    };
+
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -950,6 +950,9 @@ static int need_txn(sf_db *db, const char *what, sf_error *err)
     if (db->txn_lost)
         return sf_error_set(err, SF_ERR_TRANSIENT, SF_DB_CONNECTION_FAILURE,
                             "database transaction lost with the connection: roll back and retry");
+    if (db->conn && PQtransactionStatus(db->conn) == PQTRANS_INERROR)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0,
+                            "%s: the transaction has already failed: roll back", what);
     if (db->conn == NULL || PQtransactionStatus(db->conn) != PQTRANS_INTRANS)
         return sf_error_set(err, SF_ERR_INTERNAL, 0, "%s: must run inside an open transaction",
                             what);

@@ -31,6 +31,7 @@ struct sf_kafka_consumer {
     rd_kafka_t *rk;
     size_t max_bytes;
     atomic_int assigned;
+    atomic_bool rebalanced; /* the rebalance callback ran at least once */
 };
 
 struct sf_kafka_msg {
@@ -620,6 +621,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
     } else if (ret) {
         sf_log_info("kafka: rebalance: %s", rd_kafka_err2str(ret));
     }
+    atomic_store(&c->rebalanced, true);
     update_assigned(c, rk);
 }
 
@@ -785,6 +787,29 @@ void sf_kafka_consumer_free(sf_kafka_consumer *c)
 
     if (!c)
         return;
+    /* librdkafka < 2.3.0 aborts in rd_kafka_destroy() when a
+     * cooperative-sticky member is destroyed before its first assignment
+     * (assertion `assignor_state' in rdkafka_sticky_assignor.c, librdkafka
+     * issue #4312). Let the join finish first (bounded); messages polled
+     * meanwhile are dropped unstored, so they are redelivered. */
+    if (!atomic_load(&c->rebalanced)) {
+        int64_t end = sf_now_mono_ms() + 15000;
+
+        while (!atomic_load(&c->rebalanced) && sf_now_mono_ms() < end) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 100);
+
+            if (m)
+                rd_kafka_message_destroy(m);
+        }
+        if (!atomic_load(&c->rebalanced)) {
+            /* Leak the handle rather than abort the process: it is
+             * exiting anyway (documented in sf_kafka.h). */
+            sf_log_info("kafka: consumer never joined its group; not destroying it (librdkafka #4312)");
+            rd_kafka_unsubscribe(c->rk);
+            free(c);
+            return;
+        }
+    }
     e = rd_kafka_commit(c->rk, NULL, 0);
     if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
         sf_log_debug("kafka: final commit: %s", rd_kafka_err2str(e));

@@ -153,7 +153,11 @@ int sf_kafka_consumer_assignment_count(sf_kafka_consumer *c);
  * current position, from cached watermarks). Returns 0 and sets *lag, or -1. */
 int sf_kafka_consumer_lag(sf_kafka_consumer *c, int64_t *lag);
 
-/* Commit stored offsets, leave the group, destroy. Accepts NULL. */
+/* Commit stored offsets, leave the group, destroy. Accepts NULL.
+ * librdkafka 2.0.2 aborts when a cooperative-sticky member is destroyed
+ * before its first assignment (issue #4312, fixed in 2.3.0): if the group
+ * join has not completed, this first waits for it (at most 15 s), and if it
+ * still has not, leaves the handle allocated instead (call only at exit). */
 void sf_kafka_consumer_free(sf_kafka_consumer *c);
 
 /* ---- messages ---- */

@@ -648,9 +648,11 @@ static int classify(const sf_scm_reqspec *q, CURL *e, CURLcode cc, sf_scm_resp *
                                r->retry_after_ms, err);
     if (err == NULL || err->cls != SF_ERR_TRANSIENT)
         return -1;
-    if (q->idempotent || status == 429 || status == 503) {
+    if (q->idempotent || status == 429 || status == 503 || status == 408) {
+        /* 429/503 are explicit refusals and 408 says the request was not
+         * (completely) received: nothing was done, even for a POST. */
         *retry = true;
-    } else if (status >= 500 || status == 408) {
+    } else if (status >= 500) {
         /* The server got the request and failed somewhere: it may have
          * acted (an enroll may exist). The caller must reconcile. */
         err->cls = SF_ERR_UNKNOWN;
@@ -692,6 +694,12 @@ static int do_request(sf_scm_client *c, const sf_scm_reqspec *q, sf_scm_resp *r,
             goto fail;
         setup_easy(c, c->easy, q, r);
         t0 = sf_now_mono_ms();
+        /* An idempotent attempt never runs past the budget. (A POST keeps
+         * its full timeout: cutting it short would only manufacture
+         * "outcome unknown".) */
+        if (q->idempotent && deadline - t0 < c->total_ms)
+            curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS,
+                             (long)(deadline - t0 > 1 ? deadline - t0 : 1));
         cc = curl_easy_perform(c->easy);
         if (classify(q, c->easy, cc, r, &e, &retry) == 0) {
             record_attempt(q->method, q->path, t0, NULL, false);
@@ -1637,6 +1645,12 @@ static int start_item(sf_scm_batch *b, bitem *it, sf_error *err)
     q.collect = it->collect;
     q.limit = it->limit;
     setup_easy(b->c, e, &q, &it->resp);
+    if (it->first_ms > 0) {
+        /* A retry never runs past the item's budget. */
+        int64_t left = it->first_ms + b->c->budget_ms - sf_now_mono_ms();
+        if (left < b->c->total_ms)
+            curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left : 1));
+    }
     curl_easy_setopt(e, CURLOPT_PRIVATE, it);
     if (curl_multi_add_handle(b->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "sf_db.h"
 #include "sf_kafka.h"
 #include "sf_log.h"
@@ -79,6 +81,10 @@ struct sf_worker {
     int64_t idle_ms;       /* 0 = never */
     int64_t consumed;
     int direct_failed;     /* direct mode: failed deliveries in the batch */
+    /* Outbox rows emitted by handlers of the current batch, written with
+     * one statement just before COMMIT (one round trip per batch). */
+    sf_buf ob_topic, ob_key, ob_payload;
+    size_t ob_n;
 #ifdef HAVE_HTTP
     sf_http *http;
 #endif
@@ -90,6 +96,7 @@ typedef struct item {
     sf_event *ev;     /* NULL: dead-lettered already */
     char *key;        /* NUL-terminated copy of the key */
     bool dlq_done;
+    bool claimed;     /* new in the inbox in the current transaction */
 } item;
 
 struct sf_worker_ctx {
@@ -252,6 +259,8 @@ static void direct_dr(void *opaque, const sf_error *e)
         w->direct_failed++;
 }
 
+static int outbox_buffer(sf_worker *w, const char *topic, const char *key, const char *payload, sf_error *err);
+
 static int publish_full(sf_worker *w, const char *topic, const char *key, const char *type,
                         const cJSON *data, const char *correlationid, sf_error *err)
 {
@@ -264,7 +273,7 @@ static int publish_full(sf_worker *w, const char *topic, const char *key, const 
     if (w->direct)
         rc = sf_kafka_produce(w->prod, topic, key, buf, len, NULL, 0, direct_dr, w, err);
     else
-        rc = sf_db_outbox_add(w->db, topic, key, buf, len, err);
+        rc = outbox_buffer(w, topic, key, buf, err);
     free(buf);
     return rc;
 }
@@ -284,6 +293,129 @@ int sf_worker_publish(sf_worker_ctx *ctx, const char *topic_suffix, const char *
     if (sf_snprintf(topic, sizeof(topic), "%s%s", ctx->w->prefix, topic_suffix) < 0)
         return sf_error_field(err, "topic", "topic name too long");
     return publish_full(ctx->w, topic, key, type, data, correlationid, err);
+}
+
+/* ---------------------------------------------------------------- outbox */
+
+/* Append s to a PostgreSQL array literal as one element ("..." with " and
+ * \ escaped; NULL -> NULL). */
+static int array_elem(sf_buf *b, const char *v)
+{
+    if (sf_buf_appendc(b, b->len == 0 ? '{' : ',') < 0)
+        return -1;
+    if (!v)
+        return sf_buf_append(b, "NULL", 4);
+    if (sf_buf_appendc(b, '"') < 0)
+        return -1;
+    for (const char *p = v; *p; p++) {
+        if ((*p == '"' || *p == '\\') && sf_buf_appendc(b, '\\') < 0)
+            return -1;
+        if (sf_buf_appendc(b, *p) < 0)
+            return -1;
+    }
+    return sf_buf_appendc(b, '"');
+}
+
+static void outbox_reset(sf_worker *w)
+{
+    sf_buf_reset(&w->ob_topic);
+    sf_buf_reset(&w->ob_key);
+    sf_buf_reset(&w->ob_payload);
+    w->ob_n = 0;
+}
+
+/* The payload is the encoded event: UTF-8 JSON without NUL. */
+static int outbox_buffer(sf_worker *w, const char *topic, const char *key, const char *payload, sf_error *err)
+{
+    if (array_elem(&w->ob_topic, topic) < 0 || array_elem(&w->ob_key, key) < 0 ||
+        array_elem(&w->ob_payload, payload) < 0)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "outbox: the events of one batch exceed %zu bytes",
+                            w->ob_payload.limit);
+    w->ob_n++;
+    return 0;
+}
+
+/* Write the buffered rows (same table and notification as
+ * sf_db_outbox_add, in emit order). */
+static int outbox_flush(sf_worker *w, sf_error *err)
+{
+    const char *params[4];
+    int rc;
+
+    if (w->ob_n == 0)
+        return 0;
+    if (sf_buf_appendc(&w->ob_topic, '}') < 0 || sf_buf_appendc(&w->ob_key, '}') < 0 ||
+        sf_buf_appendc(&w->ob_payload, '}') < 0)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "outbox: batch too large");
+    params[0] = w->ob_topic.data;
+    params[1] = w->ob_key.data;
+    params[2] = w->ob_payload.data;
+    params[3] = SF_DB_OUTBOX_CHANNEL;
+    rc = sf_db_exec(w->db,
+                    "WITH ins AS (INSERT INTO outbox (topic, msg_key, payload)"
+                    " SELECT t, k, convert_to(p, 'UTF8')"
+                    " FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(t, k, p, o)"
+                    " ORDER BY o RETURNING id)"
+                    " SELECT pg_notify($4, '') FROM (SELECT count(*) FROM ins) c",
+                    4, params, NULL, err);
+    outbox_reset(w);
+    return rc;
+}
+
+/* Claim the inbox for every live item with one statement; sets claimed on
+ * the first item of each id that was new. */
+static int claim_batch(sf_worker *w, item *items, size_t n, sf_error *err)
+{
+    sf_buf ids;
+    PGresult *res = NULL;
+    const char *params[2];
+    int rc = -1;
+    size_t live = 0;
+
+    sf_buf_init(&ids, 64 * 1024 * 1024);
+    for (size_t i = 0; i < n; i++) {
+        items[i].claimed = false;
+        if (!items[i].ev || items[i].dlq_done)
+            continue;
+        if (array_elem(&ids, sf_event_id(items[i].ev)) < 0) {
+            sf_error_set(err, SF_ERR_INTERNAL, 0, "inbox: batch too large");
+            goto out;
+        }
+        live++;
+    }
+    if (live == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (sf_buf_appendc(&ids, '}') < 0) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "inbox: batch too large");
+        goto out;
+    }
+    params[0] = w->group;
+    params[1] = ids.data;
+    if (sf_db_exec(w->db,
+                   "INSERT INTO inbox (consumer, message_id) SELECT $1, unnest($2::text[])"
+                   " ON CONFLICT DO NOTHING RETURNING message_id",
+                   2, params, &res, err) < 0)
+        goto out;
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *id = NULL;
+
+        if (sf_db_get_str(res, r, 0, &id, err) < 0)
+            goto out;
+        for (size_t i = 0; i < n; i++) {
+            if (items[i].ev && !items[i].dlq_done && !items[i].claimed && strcmp(sf_event_id(items[i].ev), id) == 0) {
+                items[i].claimed = true;
+                break;
+            }
+        }
+    }
+    rc = 0;
+out:
+    if (res)
+        PQclear(res);
+    sf_buf_release(&ids);
+    return rc;
 }
 
 /* ------------------------------------------------------------ dead-letter */
@@ -352,76 +484,81 @@ static int prepare_item(sf_worker *w, item *it)
 
 /* ------------------------------------------------------------ processing */
 
-typedef enum { BATCH_OK, BATCH_RETRY, BATCH_FATAL } batch_result;
+typedef enum { BATCH_OK, BATCH_REDO, BATCH_RETRY, BATCH_FATAL } batch_result;
 
-/* Handle the good items of a batch in one transaction. */
+/*
+ * Handle the live items of a batch in one transaction: one statement claims
+ * the inbox for all of them, the handlers run, one statement writes their
+ * outbox rows, COMMIT. No savepoint per message (two round trips each):
+ * when a handler refuses its message (INVALID/REJECTED), the transaction is
+ * rolled back, that message is dead-lettered and the batch is redone
+ * without it (BATCH_REDO, no backoff). Handlers therefore must keep their
+ * side effects inside the transaction (see sf_worker_def.max_batch).
+ */
 static batch_result run_batch_tx(sf_worker *w, item *items, size_t n, sf_error *err)
 {
     sf_worker_ctx ctx = {w, NULL};
 
+    outbox_reset(w);
     if (sf_db_begin(w->db, err) < 0)
         return err && err->cls == SF_ERR_FATAL ? BATCH_FATAL : BATCH_RETRY;
+    if (w->def->batch_begin)
+        w->def->batch_begin(w, w->ud);
+    if (claim_batch(w, items, n, err) < 0)
+        goto retry;
     for (size_t i = 0; i < n; i++) {
         item *it = &items[i];
         sf_error he;
-        int claimed;
 
         if (!it->ev || it->dlq_done)
             continue;
-        sf_log_ctx_set(sf_kafka_msg_topic(it->msg), sf_kafka_msg_partition(it->msg),
-                       sf_kafka_msg_offset(it->msg), it->key);
-        if (sf_db_savepoint(w->db, "sf_msg", err) < 0)
-            goto retry;
-        claimed = sf_db_inbox_claim(w->db, w->group, sf_event_id(it->ev), err);
-        if (claimed < 0)
-            goto retry;
-        if (claimed == 0) {
+        if (!it->claimed) {
             sf_log_debug("duplicate message %s skipped", sf_event_id(it->ev));
-            if (sf_db_release(w->db, "sf_msg", err) < 0)
-                goto retry;
             continue;
         }
+        sf_log_ctx_set(sf_kafka_msg_topic(it->msg), sf_kafka_msg_partition(it->msg),
+                       sf_kafka_msg_offset(it->msg), it->key);
         sf_error_clear(&he);
         ctx.it = it;
         if (w->def->handler(&ctx, it->ev, &he) == 0) {
             sf_failpoint("worker.after_handler");
-            if (sf_db_release(w->db, "sf_msg", err) < 0)
-                goto retry;
             continue;
         }
+        sf_log_ctx_clear();
+        sf_db_rollback(w->db, NULL);
+        outbox_reset(w);
         if (he.cls == SF_ERR_INVALID || he.cls == SF_ERR_REJECTED) {
             char reason[700];
 
-            /* Undo the handler's writes but keep the inbox row out too: the
-             * message is answered by the dead-letter, and a re-delivery
-             * dead-letters again rather than being skipped silently. */
-            if (sf_db_rollback_to(w->db, "sf_msg", err) < 0)
-                goto retry;
-            if (sf_db_release(w->db, "sf_msg", err) < 0)
-                goto retry;
             reason_of(&he, reason, sizeof(reason));
             if (deadletter(w, it, reason) < 0) {
                 sf_error_set(err, SF_ERR_TRANSIENT, 0, "dead-letter failed");
-                goto retry;
+                return BATCH_RETRY;
             }
-            continue;
+            return BATCH_REDO;
         }
         if (err)
             *err = he;
-        if (he.cls == SF_ERR_FATAL) {
+        return he.cls == SF_ERR_FATAL ? BATCH_FATAL : BATCH_RETRY;
+    }
+    sf_log_ctx_clear();
+    if (w->def->batch_end && w->def->batch_end(w, w->ud, err) < 0) {
+        if (err && err->cls == SF_ERR_FATAL) {
             sf_db_rollback(w->db, NULL);
-            sf_log_ctx_clear();
+            outbox_reset(w);
             return BATCH_FATAL;
         }
         goto retry;
     }
-    sf_log_ctx_clear();
+    if (outbox_flush(w, err) < 0)
+        goto retry;
     if (sf_db_commit(w->db, err) < 0)
         return BATCH_RETRY;
     return BATCH_OK;
 retry:
     sf_log_ctx_clear();
     sf_db_rollback(w->db, NULL);
+    outbox_reset(w);
     return BATCH_RETRY;
 }
 
@@ -485,6 +622,8 @@ static int process_batch(sf_worker *w, item *items, size_t n)
         br = w->direct ? run_batch_direct(w, items, n, &e) : run_batch_tx(w, items, n, &e);
         if (br == BATCH_OK)
             break;
+        if (br == BATCH_REDO)
+            continue; /* one message dead-lettered: the rest again, now */
         if (br == BATCH_FATAL) {
             sf_log_error("fatal error while handling messages: %s", e.msg);
             return -1;
@@ -759,6 +898,9 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
     }
     w->def = def;
     atomic_store(&w->db_ok, false);
+    sf_buf_init(&w->ob_topic, 16 * 1024 * 1024);
+    sf_buf_init(&w->ob_key, 16 * 1024 * 1024);
+    sf_buf_init(&w->ob_payload, 256 * 1024 * 1024);
     if (build_config(w) < 0) {
         fprintf(stderr, "%s: out of memory\n", def->name);
         goto out;
@@ -803,6 +945,8 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
     sf_worker_topic(w, SF_TOPIC_EVENTS, w->events_topic, sizeof(w->events_topic));
     w->direct = def->allow_direct && sf_config_bool(w->cfg, "SCMFLOW_WORKER_DIRECT");
     batch_max = (size_t)sf_config_int(w->cfg, "SCMFLOW_WORKER_BATCH");
+    if (def->max_batch > 0 && batch_max > (size_t)def->max_batch)
+        batch_max = (size_t)def->max_batch;
     batch_wait = sf_config_duration_ms(w->cfg, "SCMFLOW_WORKER_BATCH_WAIT");
     relay_iv = sf_config_duration_ms(w->cfg, "SCMFLOW_RELAY_INTERVAL");
     w->kopts.brokers = sf_config_str(w->cfg, "SCMFLOW_KAFKA_BROKERS");
@@ -1022,6 +1166,9 @@ out:
     free(ts);
     sf_config_free(w->cfg);
     free(w->defs);
+    sf_buf_release(&w->ob_topic);
+    sf_buf_release(&w->ob_key);
+    sf_buf_release(&w->ob_payload);
     free(w);
     return status;
 }

@@ -10,17 +10,24 @@
  * Processing of consumed messages:
  *   poll -> size limit -> sf_event_decode; undecodable/invalid -> dead-letter
  *   (reason = err->field + err->msg), offset stored.
- *   Good messages are handled in small batches in ONE DB transaction with a
- *   SAVEPOINT per message: inbox claim (consumer = the group id; duplicate
- *   -> skipped), then def->handler. Handler result:
- *     0                     -> kept (savepoint released);
- *     INVALID / REJECTED    -> rolled back to the savepoint, dead-lettered
- *                              (a handler that wants to answer with
+ *   Good messages are handled in small batches in ONE DB transaction: one
+ *   statement claims the inbox for the whole batch (consumer = the group id;
+ *   a duplicate id is skipped), then def->handler runs per message, then
+ *   one statement writes the outbox rows the handlers emitted, COMMIT.
+ *   Handler result:
+ *     0                     -> kept;
+ *     INVALID / REJECTED    -> the transaction is rolled back, the message is
+ *                              dead-lettered and the batch is redone at once
+ *                              without it (a handler that wants to answer with
  *                              order.rejected emits it itself and returns 0);
  *     anything else         -> the whole batch is rolled back and retried
  *                              with backoff from the messages in hand
  *                              (TRANSIENT, UNKNOWN, PENDING, ...); FATAL stops
  *                              the worker (exit 1) without storing offsets.
+ *   So a handler may run more than once for one message, with every DB
+ *   effect of the earlier runs rolled back. A handler with effects OUTSIDE
+ *   the transaction (an SCM call) must set max_batch = 1 and commit its
+ *   intent itself as DESIGN.md requires.
  *   After COMMIT the offsets of every message of the batch are stored; the
  *   relay then publishes the outbox. Offsets of uncommitted work are never
  *   stored.
@@ -91,6 +98,18 @@ typedef struct sf_worker_def {
      * transaction or inbox and sf_worker_emit/publish produce straight to
      * Kafka (at-least-once; used by bench_delivery only). */
     bool allow_direct;
+    /* Upper bound on messages per transaction (0 = SCMFLOW_WORKER_BATCH);
+     * 1 for handlers with side effects outside the database. */
+    int max_batch;
+    /* Optional batch hooks for handlers that buffer their writes (one
+     * multi-row statement per batch instead of one per message):
+     * batch_begin runs after BEGIN of every attempt of a batch (drop what
+     * an earlier, rolled-back attempt buffered); batch_end runs after the
+     * last handler, before the outbox rows and COMMIT, in the same
+     * transaction (sf_worker_dbh(w)). batch_end returning -1 rolls the batch
+     * back and retries it like a handler error of that class. */
+    void (*batch_begin)(sf_worker *w, void *ud);
+    int (*batch_end)(sf_worker *w, void *ud, sf_error *err);
 } sf_worker_def;
 
 /* Settings the run loop adds to sf_cfg_common (shown by --help):
@@ -108,7 +127,7 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def);
 /* ---- inside a handler ---- */
 
 sf_worker *sf_worker_ctx_worker(sf_worker_ctx *ctx);
-/* The DB handle with the batch transaction open (a savepoint is active). */
+/* The DB handle with the batch transaction open. Do not COMMIT/ROLLBACK it. */
 struct sf_db *sf_worker_db(sf_worker_ctx *ctx);
 /* Source topic (full name), partition, offset, key (NUL-terminated copy,
  * NULL when the message had none) of the message being handled. */
@@ -119,8 +138,9 @@ const char *sf_worker_event_key(sf_worker_ctx *ctx);
 
 /*
  * Emit an event to <prefix>events: encodes a CloudEvent (source
- * "scmflow/<name>", new id, correlationid nullable) and adds it to the
- * outbox in the current transaction (published after commit by the relay).
+ * "scmflow/<name>", new id, correlationid nullable) and queues it for the
+ * outbox; the rows are written in the batch transaction just before COMMIT
+ * (published after commit by the relay; dropped if the batch rolls back).
  * key = Kafka key (order id or account; nullable). data is borrowed.
  */
 int sf_worker_emit(sf_worker_ctx *ctx, const char *type, const char *key, const cJSON *data,

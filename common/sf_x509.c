@@ -208,6 +208,49 @@ static bool looks_pem(const unsigned char *d, size_t len)
     return false;
 }
 
+/* SCM's default collect format "base64" may arrive as bare base64 of the
+ * PKCS#7 DER, without PEM armour: all base64 alphabet and whitespace. */
+static bool looks_base64(const unsigned char *d, size_t len)
+{
+    size_t sig = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = d[i];
+
+        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
+            continue;
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '+' || ch == '/' || ch == '='))
+            return false;
+        sig++;
+    }
+    return sig >= 4;
+}
+
+static int parse_base64(sf_chain *c, const unsigned char *d, size_t len, sf_error *err)
+{
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    unsigned char *der = malloc(len / 4 * 3 + 4);
+    int n = 0, fin = 0, rc = -1;
+
+    if (ctx == NULL || der == NULL) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        goto out;
+    }
+    EVP_DecodeInit(ctx);
+    if (EVP_DecodeUpdate(ctx, der, &n, d, (int)len) < 0 || EVP_DecodeFinal(ctx, der + n, &fin) < 0 ||
+        n + fin <= 0) {
+        sf_error_field(err, CERT_FIELD, "could not decode base64 certificate data");
+        goto out;
+    }
+    rc = parse_der(c, der, (long)(n + fin), "base64 certificate data", err);
+out:
+    ERR_clear_error();
+    EVP_ENCODE_CTX_free(ctx);
+    free(der);
+    return rc;
+}
+
 int sf_chain_parse(const void *data, size_t len, sf_chain **out, sf_error *err)
 {
     sf_chain *c;
@@ -225,6 +268,8 @@ int sf_chain_parse(const void *data, size_t len, sf_chain **out, sf_error *err)
         return -1;
     if (looks_pem(data, len))
         rc = parse_pem(c, data, len, err);
+    else if (looks_base64(data, len))
+        rc = parse_base64(c, data, len, err);
     else
         rc = parse_der(c, data, (long)len, "DER certificate data", err);
     if (rc == 0 && c->n == 0)
@@ -286,8 +331,9 @@ int sf_chain_order(sf_chain *chain, sf_error *err)
     bool iss[SF_CHAIN_MAX_CERTS][SF_CHAIN_MAX_CERTS]; /* iss[i][j]: i issued by j */
     bool used[SF_CHAIN_MAX_CERTS] = {false};
     size_t order[SF_CHAIN_MAX_CERTS];
-    size_t leaf = SIZE_MAX, nleaves = 0, cur, k = 0;
+    size_t leaf = SIZE_MAX, nleaves = 0, cur, k = 0, dropped = 0;
     bool root = false;
+    bool drop[SF_CHAIN_MAX_CERTS] = {false};
 
     if (chain == NULL)
         return sf_error_set(err, SF_ERR_INTERNAL, 0, "sf_chain_order: NULL argument");
@@ -336,16 +382,47 @@ int sf_chain_order(sf_chain *chain, sf_error *err)
             root = iss[cur][cur] && k > 1;
             break;
         }
-        if (cand > 1)
-            return sf_error_field(err, CERT_FIELD, "certificate %zu has more than one issuer in the set",
-                                  cur);
+        if (cand > 1) {
+            /* A bundle may carry a CA both cross-signed and self-signed
+             * (same name and key). Follow the one that leads further, the
+             * cross-signed one; anything else is ambiguous. */
+            size_t nonself = 0;
+
+            for (size_t j = 0; j < n; j++) {
+                if (j != cur && iss[cur][j] && !iss[j][j]) {
+                    next = j;
+                    nonself++;
+                }
+            }
+            if (nonself != 1)
+                return sf_error_field(err, CERT_FIELD,
+                                      "certificate %zu has more than one issuer in the set", cur);
+        }
         if (used[next])
             return sf_error_field(err, CERT_FIELD, "certificates form a cycle");
         used[next] = true;
         order[k++] = next;
         cur = next;
     }
-    if (k != n) {
+    /* Drop alternates of path certificates (same subject and key, e.g. the
+     * self-signed twin of a cross-signed CA): they add nothing. */
+    for (size_t u = 0; u < n && k != n; u++) {
+        if (used[u])
+            continue;
+        for (size_t v = 0; v < n; v++) {
+            if (used[v] &&
+                X509_NAME_cmp(X509_get_subject_name(chain->certs[u]),
+                              X509_get_subject_name(chain->certs[v])) == 0 &&
+                X509_get0_pubkey(chain->certs[u]) != NULL &&
+                EVP_PKEY_eq(X509_get0_pubkey(chain->certs[u]), X509_get0_pubkey(chain->certs[v])) == 1) {
+                drop[u] = true;
+                dropped++;
+                break;
+            }
+        }
+    }
+    ERR_clear_error();
+    if (k + dropped != n) {
         /* Something in the set is not on the leaf's path. Say why: the
          * path may simply be broken by a bad signature. */
         if (!iss[cur][cur])
@@ -354,7 +431,7 @@ int sf_chain_order(sf_chain *chain, sf_error *err)
                                   "certificate in the set",
                                   cur);
         return sf_error_field(err, CERT_FIELD, "%zu certificate(s) are not part of the chain",
-                              n - k);
+                              n - k - dropped);
     }
     if (k > 1 && !iss[cur][cur] &&
         X509_NAME_cmp(X509_get_issuer_name(chain->certs[cur]),
@@ -363,9 +440,13 @@ int sf_chain_order(sf_chain *chain, sf_error *err)
     {
         X509 *tmp[SF_CHAIN_MAX_CERTS];
 
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < k; i++)
             tmp[i] = chain->certs[order[i]];
-        memcpy(chain->certs, tmp, n * sizeof(X509 *));
+        for (size_t u = 0; u < n; u++)
+            if (drop[u])
+                X509_free(chain->certs[u]);
+        memcpy(chain->certs, tmp, k * sizeof(X509 *));
+        chain->n = k;
     }
     chain->has_root = root;
     return 0;

@@ -6,8 +6,9 @@
  * Accepted input to sf_chain_parse (detected from the bytes):
  *  - a PEM bundle with one or more "CERTIFICATE" blocks in any order (text
  *    outside the blocks is ignored; other PEM block types are refused);
- *  - PKCS#7 (signedData certificates) as PEM ("PKCS7") or DER;
- *  - a single DER certificate.
+ *  - PKCS#7 (signedData certificates) as PEM ("PKCS7"), DER, or bare base64
+ *    of the DER without PEM lines (SCM's collect format "base64");
+ *  - a single DER certificate (or bare base64 of one).
  * Limits: SF_CHAIN_MAX_BYTES input, SF_CHAIN_MAX_CERTS certificates, and per
  * certificate at most SF_CERT_MAX_SAN_NAMES SAN entries and
  * SF_CERT_MAX_SAN_BYTES bytes of subjectAltName extension. Violations are
@@ -59,14 +60,18 @@ void sf_chain_free(sf_chain *chain);
  * root when present or with the last intermediate. Every certificate must be
  * signed by the next (issuer name == next subject name, and the signature
  * verifies with the next certificate's public key); the set must form exactly
- * one path with no extra or duplicate certificates. Failure =>
+ * one path with no extra or duplicate certificates, except that an
+ * alternate of a path certificate (same subject and public key, e.g. the
+ * self-signed twin of a cross-signed CA) is dropped from the chain and the
+ * cross-signed one is followed. Failure =>
  * SF_ERR_INVALID (field "certificate") and the order is left unchanged.
  * A self-signed root's own signature is verified too.
  */
 int sf_chain_order(sf_chain *chain, sf_error *err);
 
-/* True after a successful sf_chain_order when the last certificate is a
- * self-signed root. */
+/* True after a successful sf_chain_order when the chain has more than one
+ * certificate and the last is a self-signed root (a lone self-signed
+ * certificate counts as a leaf, not a root). */
 bool sf_chain_has_root(const sf_chain *chain);
 size_t sf_chain_count(const sf_chain *chain);
 /* The i-th certificate (borrowed, valid until sf_chain_free), NULL if out of

@@ -11,9 +11,13 @@
  *
  * Decoding treats the bytes as untrusted: whole message <= SF_MSG_MAX_BYTES,
  * valid UTF-8, exactly one JSON value (no trailing bytes), nesting limited by
- * cJSON (CJSON_NESTING_LIMIT, 1000), then the envelope, then the data of known
- * types. Unknown fields are ignored. Unknown types are accepted with their
+ * cJSON (CJSON_NESTING_LIMIT, 1000), no duplicate object keys anywhere (field
+ * = the path of the duplicate), then the envelope, then the data of known
+ * types. Unknown fields are ignored; JSON null is a value, not "absent"
+ * (omit optional fields instead). Unknown types are accepted with their
  * data unchecked so pass-through consumers work; check sf_event_type_known().
+ * Cost (measured, -O2): ~3 us for a small command, ~80 us for an enroll
+ * with 100 SANs.
  *
  * Errors are SF_ERR_INVALID with err->field naming the failure:
  *   "message"          size, UTF-8, not JSON, not an object, trailing bytes

@@ -238,7 +238,7 @@ static void h_config(sim_req *r, sim_resp *resp)
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(b, "issue_after_polls")) && v->valueint >= 0)
         g_sim.issue_after_polls = v->valueint;
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(b, "issue_delay_ms")))
-        g_sim.issue_delay_ms = v->valuedouble < 0 ? -1 : (long)v->valuedouble;
+        g_sim.issue_delay_ms = v->valuedouble < 0 ? -1 : v->valuedouble > 1e9 ? 1000000000L : (long)v->valuedouble;
     if (cJSON_IsBool(v = cJSON_GetObjectItemCaseSensitive(b, "manual_approval")))
         g_sim.manual_approval = cJSON_IsTrue(v);
     if ((v = cJSON_GetObjectItemCaseSensitive(b, "pending_style"))) {

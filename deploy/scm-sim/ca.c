@@ -472,7 +472,7 @@ int ca_parse_csr(const char *text, sim_csr *out)
                       : strcmp(grp, "secp384r1") == 0 ? "P-384"
                       : strcmp(grp, "secp521r1") == 0 ? "P-521" : grp;
         snprintf(out->alg, sizeof out->alg, "EC");
-        snprintf(out->param, sizeof out->param, "%s", c);
+        snprintf(out->param, sizeof out->param, "%.15s", c);
     } else {
         rc = -11;
         goto out;

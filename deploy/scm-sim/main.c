@@ -236,12 +236,15 @@ int faults_set(const cJSON *j, char *err, size_t errlen)
         x->kind = kind_parse(cJSON_GetObjectItemCaseSensitive(r, "kind"));
         const cJSON *cnt = cJSON_GetObjectItemCaseSensitive(r, "count");
         const cJSON *rate = cJSON_GetObjectItemCaseSensitive(r, "error_rate");
-        x->count = cJSON_IsNumber(cnt) ? (long)cnt->valuedouble : -1;
+        x->count = cJSON_IsNumber(cnt) ? (cnt->valuedouble < 0 ? 0 : cnt->valuedouble > 1e9 ? 1000000000L
+                                                                   : (long)cnt->valuedouble)
+                                        : -1;
         x->error_rate = cJSON_IsNumber(rate) ? rate->valuedouble : (cJSON_IsNumber(cnt) ? 0 : 1.0);
         const cJSON *ra = cJSON_GetObjectItemCaseSensitive(r, "retry_after_s");
         x->retry_after_s = cJSON_IsNumber(ra) ? ra->valueint : -1;
         const cJSON *hm = cJSON_GetObjectItemCaseSensitive(r, "hang_ms");
-        x->hang_ms = cJSON_IsNumber(hm) ? (long)hm->valuedouble : 30000;
+        x->hang_ms = cJSON_IsNumber(hm) && hm->valuedouble >= 0 && hm->valuedouble <= 3600000
+                         ? (long)hm->valuedouble : 30000;
         if (!x->path_prefix || x->kind < 0 || x->error_rate < 0 || x->error_rate > 1) {
             snprintf(err, errlen, "rule %d: needs path_prefix, a known kind (500|503|429|reset|hang|"
                      "timeout_after_commit) and error_rate in 0..1 or count", i - 1);
@@ -255,9 +258,11 @@ int faults_set(const cJSON *j, char *err, size_t errlen)
     g_sim.rules = nr;
     g_sim.nrules = (size_t)n;
     const cJSON *v;
-    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "latency_ms")))
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "latency_ms")) && v->valuedouble >= 0 &&
+        v->valuedouble <= 600000)
         g_sim.latency_ms = (long)v->valuedouble;
-    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "latency_jitter_ms")))
+    if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(j, "latency_jitter_ms")) && v->valuedouble >= 0 &&
+        v->valuedouble <= 600000)
         g_sim.jitter_ms = (long)v->valuedouble;
     const cJSON *rl = cJSON_GetObjectItemCaseSensitive(j, "rate_limit");
     if (cJSON_IsObject(rl)) {

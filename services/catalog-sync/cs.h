@@ -87,6 +87,8 @@ struct sf_db *cs_runner_db(cs_runner *r);
 bool cs_runner_stopping(const cs_runner *r);
 int64_t cs_runner_progress_ms(const cs_runner *r);
 int64_t cs_runner_lease_ms(const cs_runner *r);
+/* How long one task run may work on an import before yielding. */
+int64_t cs_runner_slice_ms(const cs_runner *r);
 int64_t cs_runner_max_attempts(const cs_runner *r);
 /* Delay before attempt attempts+1 (exponential, capped). */
 int64_t cs_runner_backoff_ms(const cs_runner *r, int64_t attempts);

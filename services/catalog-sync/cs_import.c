@@ -86,6 +86,7 @@ typedef struct imp {
     int64_t status_idx, position, total, done;
     int64_t imported, updated, skipped;
     int64_t last_progress_ms, progress_every_ms, lease_ms;
+    cJSON *status_totals; /* {"Issued": n, ...} */
 } imp;
 
 static int load_state(imp *im, sf_error *err)
@@ -93,7 +94,8 @@ static int load_state(imp *im, sf_error *err)
     static const char sql[] =
         "SELECT status_idx, position, coalesce(total, -1), done,"
         " coalesce((counts->>'imported')::bigint, 0), coalesce((counts->>'updated')::bigint, 0),"
-        " coalesce((counts->>'skipped')::bigint, 0) FROM catalog_jobs WHERE id = $1";
+        " coalesce((counts->>'skipped')::bigint, 0), coalesce(status_totals::text, '')"
+        " FROM catalog_jobs WHERE id = $1";
     char id[32];
     const char *p[1] = {id};
     PGresult *res = NULL;
@@ -112,6 +114,8 @@ static int load_state(imp *im, sf_error *err)
             sf_error_set(err, SF_ERR_NOT_FOUND, 0, "import job %lld vanished", (long long)im->job_id);
         goto out;
     }
+    if (PQgetvalue(res, 0, 7)[0] != '\0')
+        im->status_totals = cJSON_Parse(PQgetvalue(res, 0, 7));
     rc = 0;
 out:
     PQclear(res);
@@ -120,24 +124,75 @@ out:
 
 static int count_total(imp *im, sf_scm_client *scm, sf_error *err)
 {
-    static const char sql[] = "UPDATE catalog_jobs SET total = $2::bigint WHERE id = $1";
+    static const char sql[] =
+        "UPDATE catalog_jobs SET total = $2::bigint, status_totals = $3::jsonb WHERE id = $1";
     int64_t sum = 0;
-    char id[32], tot[32];
-    const char *p[2] = {id, tot};
+    char id[32], tot[32], *st_text;
+    const char *p[3] = {id, tot, NULL};
+    cJSON *totals = cJSON_CreateObject();
+    int rc;
+
+    if (totals == NULL)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
 
     for (size_t i = 0; i < im->n_statuses; i++) {
         sf_scm_cert_filter f = SF_SCM_CERT_FILTER_INIT;
         int64_t n = 0;
 
         f.status = im->statuses[i];
-        if (sf_scm_count_certs(scm, &f, &n, err) < 0)
+        if (sf_scm_count_certs(scm, &f, &n, err) < 0) {
+            cJSON_Delete(totals);
             return -1;
+        }
+        cJSON_AddNumberToObject(totals, im->statuses[i], (double)n);
         sum += n;
     }
     im->total = sum;
     (void)sf_snprintf(id, sizeof(id), "%lld", (long long)im->job_id);
     (void)sf_snprintf(tot, sizeof(tot), "%lld", (long long)sum);
-    return sf_db_exec(cs_runner_db(im->r), sql, 2, p, NULL, err);
+    if ((st_text = cJSON_PrintUnformatted(totals)) == NULL) {
+        cJSON_Delete(totals);
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+    }
+    p[2] = st_text;
+    rc = sf_db_exec(cs_runner_db(im->r), sql, 3, p, NULL, err);
+    cJSON_free(st_text);
+    cJSON_Delete(im->status_totals);
+    im->status_totals = totals;
+    return rc;
+}
+
+/* Expected number of certificates of a status (-1 unknown). */
+static int64_t status_total(const imp *im, const char *status)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(im->status_totals, status);
+
+    return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : -1;
+}
+
+/* Pages fetched in parallel (the list is slow on big tenants). */
+#define CS_PAGES_IN_FLIGHT 4
+
+typedef struct page_slot {
+    int64_t position;
+    cJSON *doc;
+    sf_error err;
+    bool failed;
+    bool done;
+} page_slot;
+
+static void page_cb(sf_scm_result *res, void *ud)
+{
+    page_slot *s = ud;
+
+    s->done = true;
+    if (res->rc < 0) {
+        s->err = res->err;
+        s->failed = true;
+        return;
+    }
+    s->doc = res->json;
+    res->json = NULL;
 }
 
 /* Normalize one page of the list into rows for sql_upsert. */
@@ -353,8 +408,9 @@ int cs_import_run(cs_runner *r, int64_t job_id, const char *account, const char 
     const char *sts[SF_ARRAY_LEN(all_statuses)];
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(params, "status"), *e;
     sf_scm_client *scm = NULL;
+    sf_scm_batch *batch = NULL;
     sf_error cause = {0};
-    int64_t started = sf_now_mono_ms();
+    int64_t started = sf_now_mono_ms(), slice_end;
     int rc = -1;
 
     im.r = r;
@@ -380,41 +436,77 @@ int cs_import_run(cs_runner *r, int64_t job_id, const char *account, const char 
     sf_log_info("import job %lld: account \"%s\", %lld certificates, resuming at status %lld position %lld",
                 (long long)job_id, account, (long long)im.total, (long long)im.status_idx,
                 (long long)im.position);
+    slice_end = sf_now_mono_ms() + cs_runner_slice_ms(r);
     while (im.status_idx < (int64_t)im.n_statuses) {
-        char path[160];
-        cJSON *doc = NULL, *rows = NULL;
-        int64_t n, next_idx, next_pos;
-        int got;
+        page_slot slots[CS_PAGES_IN_FLIGHT];
+        const char *status = im.statuses[im.status_idx];
+        int64_t expect = status_total(&im, status);
+        int nslots = 0;
+        bool status_done = false;
 
-        if (cs_runner_stopping(r)) {
-            rc = 0; /* the lease runs out; this or another replica resumes */
-            goto out;
-        }
-        (void)sf_snprintf(path, sizeof(path), "/ssl/v1?status=%s&size=%d&position=%lld",
-                          im.statuses[im.status_idx], CS_PAGE_SIZE, (long long)im.position);
-        if (sf_scm_get_json(scm, path, &doc, NULL, &cause) < 0)
-            goto failed;
-        if (page_rows(doc, im.statuses[im.status_idx], im.position, &rows, &cause) < 0) {
-            cJSON_Delete(doc);
-            goto failed;
-        }
-        cJSON_Delete(doc);
-        n = cJSON_GetArraySize(rows);
-        if (n < CS_PAGE_SIZE) {
-            next_idx = im.status_idx + 1;
-            next_pos = 0;
-        } else {
-            next_idx = im.status_idx;
-            next_pos = im.position + n;
-        }
-        got = commit_page(&im, rows, n, next_idx, next_pos, &cause);
-        cJSON_Delete(rows);
-        if (got < 0)
-            goto failed;
-        if (got == 0) {
+        if (cs_runner_stopping(r) || sf_now_mono_ms() >= slice_end) {
+            /* Keep the lease: the next run of the task (this replica)
+             * continues; meanwhile the loop serves Kafka and the relay. */
             rc = 0;
             goto out;
         }
+        memset(slots, 0, sizeof(slots));
+        if (batch == NULL && (batch = sf_scm_batch_new(scm, CS_PAGES_IN_FLIGHT, &cause)) == NULL)
+            goto failed;
+        for (int k = 0; k < CS_PAGES_IN_FLIGHT; k++) {
+            char path[160];
+            int64_t pos = im.position + (int64_t)k * CS_PAGE_SIZE;
+
+            if (k > 0 && (expect < 0 || pos >= expect))
+                break;
+            slots[k].position = pos;
+            (void)sf_snprintf(path, sizeof(path), "/ssl/v1?status=%s&size=%d&position=%lld", status,
+                              CS_PAGE_SIZE, (long long)pos);
+            if (sf_scm_batch_add_get(batch, path, page_cb, &slots[k], &cause) < 0)
+                goto failed_slots;
+            nslots++;
+        }
+        if (sf_scm_batch_run(batch, sf_now_mono_ms() + 300000, &cause) < 0)
+            goto failed_slots;
+        /* Commit in position order; stop at the first failure or short page. */
+        for (int k = 0; k < nslots && !status_done; k++) {
+            cJSON *rows = NULL;
+            int64_t n, next_idx, next_pos;
+            int got;
+
+            if (slots[k].failed) {
+                cause = slots[k].err;
+                goto failed_slots;
+            }
+            if (page_rows(slots[k].doc, status, slots[k].position, &rows, &cause) < 0)
+                goto failed_slots;
+            n = cJSON_GetArraySize(rows);
+            if (n < CS_PAGE_SIZE) {
+                next_idx = im.status_idx + 1;
+                next_pos = 0;
+                status_done = true;
+            } else {
+                next_idx = im.status_idx;
+                next_pos = slots[k].position + n;
+            }
+            got = commit_page(&im, rows, n, next_idx, next_pos, &cause);
+            cJSON_Delete(rows);
+            if (got < 0)
+                goto failed_slots;
+            if (got == 0) {
+                for (int j = 0; j < nslots; j++)
+                    cJSON_Delete(slots[j].doc);
+                rc = 0;
+                goto out;
+            }
+        }
+        for (int j = 0; j < nslots; j++)
+            cJSON_Delete(slots[j].doc);
+        continue;
+    failed_slots:
+        for (int j = 0; j < nslots; j++)
+            cJSON_Delete(slots[j].doc);
+        goto failed;
     }
     sf_log_info("import job %lld done: %lld imported, %lld updated, %lld skipped in %lld ms",
                 (long long)job_id, (long long)im.imported, (long long)im.updated,
@@ -434,6 +526,8 @@ failed:
         rc = finish(&im, started, msg, retry, cs_runner_backoff_ms(r, attempts), err);
     }
 out:
+    sf_scm_batch_free(batch);
     sf_scm_client_free(scm);
+    cJSON_Delete(im.status_totals);
     return rc;
 }

@@ -36,6 +36,7 @@ struct cs_runner {
     int64_t retry_max_ms;
     int64_t max_attempts;
     int64_t progress_ms;
+    int64_t slice_ms;
 };
 
 cs_runner *cs_runner_new(sf_worker *w, sf_error *err)
@@ -56,6 +57,7 @@ cs_runner *cs_runner_new(sf_worker *w, sf_error *err)
     r->retry_max_ms = sf_config_duration_ms(cfg, "SCMFLOW_CATALOG_RETRY_MAX");
     r->max_attempts = sf_config_int(cfg, "SCMFLOW_CATALOG_MAX_ATTEMPTS");
     r->progress_ms = sf_config_duration_ms(cfg, "SCMFLOW_CATALOG_PROGRESS_INTERVAL");
+    r->slice_ms = sf_config_duration_ms(cfg, "SCMFLOW_CATALOG_SLICE");
     if ((r->seal = sf_sealer_new(err)) == NULL ||
         sf_sealer_add_key_file(r->seal, sf_config_str(cfg, "SCMFLOW_MASTER_KEY_FILE"), err) < 0) {
         cs_runner_free(r);
@@ -77,6 +79,7 @@ sf_db *cs_runner_db(cs_runner *r) { return r->db; }
 bool cs_runner_stopping(const cs_runner *r) { return sf_worker_stop_requested(r->w); }
 int64_t cs_runner_progress_ms(const cs_runner *r) { return r->progress_ms; }
 int64_t cs_runner_lease_ms(const cs_runner *r) { return r->lease_ms; }
+int64_t cs_runner_slice_ms(const cs_runner *r) { return r->slice_ms; }
 int64_t cs_runner_max_attempts(const cs_runner *r) { return r->max_attempts; }
 
 int cs_emit(cs_runner *r, const char *type, const char *key, const cJSON *data,
@@ -328,9 +331,11 @@ static int claim(cs_runner *r, cs_job *j, sf_error *err)
     static const char sql[] =
         "UPDATE catalog_jobs SET state = 'running', lease_owner = $1,"
         " lease_until = now() + ($2::bigint * interval '1 millisecond'),"
-        " attempts = attempts + 1, updated_at = now()"
+        " attempts = attempts + CASE WHEN state = 'running' AND lease_owner = $1"
+        "   AND lease_until >= now() THEN 0 ELSE 1 END, updated_at = now()"
         " WHERE id = (SELECT id FROM catalog_jobs WHERE state IN ('pending', 'running')"
-        "   AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until < now())"
+        "   AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until < now()"
+        "     OR lease_owner = $1)"
         "   ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT 1)"
         " RETURNING id, kind, account, command_id, params::text, attempts, trigger";
     char lease[32];
@@ -615,9 +620,13 @@ int cs_task_run_jobs(sf_worker *w, void *ud, sf_error *err)
                 job_release(&j);
                 return -1;
             }
-        } else if (cs_import_run(r, j.id, j.account, j.command_id, j.params, j.attempts, err) < 0) {
+        } else {
+            int rc = cs_import_run(r, j.id, j.account, j.command_id, j.params, j.attempts, err);
+
+            /* An import works in slices: return to the loop (Kafka, relay)
+             * and continue at the next run of this task. */
             job_release(&j);
-            return -1;
+            return rc;
         }
         job_release(&j);
     }

@@ -31,6 +31,9 @@ static const sf_cfg_def settings[] = {
      "attempts of a sync/import before it is given up", false},
     {"SCMFLOW_CATALOG_PROGRESS_INTERVAL", SF_CFG_DURATION, "2s", 100, 3600000, NULL,
      "at most one orders.import_progress event per interval", false},
+    {"SCMFLOW_CATALOG_SLICE", SF_CFG_DURATION, "1s", 50, 600000, NULL,
+     "an import works at most this long per run of the job task, then lets the loop serve "
+     "Kafka and the outbox relay (progress events) before continuing", false},
     {"SCMFLOW_SCM_CA_BUNDLE", SF_CFG_STRING, "", 0, 0, NULL,
      "PEM file of CAs trusted for SCM's TLS (empty = system)", false},
 };

@@ -105,3 +105,9 @@ if(TARGET kafka-devbroker)
     LABELS integration TIMEOUT 180
     ENVIRONMENT "SCMFLOW_BUILD_DIR=${CMAKE_BINARY_DIR}")
 endif()
+
+# Note for test authors: the kafka fixture's broker is shared by every test
+# running in parallel. Tests that inject faults through
+# KAFKA_DEVBROKER_CONTROL must either start a private kafka-devbroker
+# (tests/lib/testenv.sh: tenv_kafka_private, as fixtures_smoke.sh does) or take
+# RESOURCE_LOCK kafka-faults and undo the fault before they finish.

@@ -1,6 +1,7 @@
 # testenv.sh - helpers for bash tests; source it:
 #   . "$SCMFLOW_SOURCE_DIR/tests/lib/testenv.sh"; tenv_load
-# Tests get the test environment from ${CMAKE_BINARY_DIR}/testenv/env.sh,
+# Also: tenv_kafka_private DIR / tenv_kafka_private_stop (a private broker
+# for fault injection). Tests get the test environment from ${CMAKE_BINARY_DIR}/testenv/env.sh,
 # written by the ctest fixtures pg/kafka/sim (tests/cmake/00-fixtures.cmake).
 # Pass its path as TESTENV_ENV, or TESTENV_DIR, or run from the build tree
 # (ctest's working directory is under it).
@@ -87,4 +88,32 @@ tenv_master_key() {
 # tenv_kafka_ctl PATH?QUERY: POST to the dev broker's control API.
 tenv_kafka_ctl() {
     curl -fsS -X POST "${KAFKA_DEVBROKER_CONTROL:?}/$1"
+}
+
+# tenv_kafka_private DIR [BROKERS]: start a private kafka-devbroker (for
+# fault injection, which would disturb other tests on the shared one) and
+# set TENV_KAFKA_BROKERS, TENV_KAFKA_CONTROL, TENV_KAFKA_PID. Stop it with
+# tenv_kafka_private_stop (do it in an EXIT trap).
+tenv_kafka_private() {
+    local d=${1:?DIR} n=${2:-3}
+    mkdir -p "$d"
+    rm -f "$d/bootstrap" "$d/control.port"
+    "${SCMFLOW_BIN_DIR:?}/kafka-devbroker" --brokers "$n" --bootstrap-file "$d/bootstrap" \
+        --control-port-file "$d/control.port" > "$d/kafka-devbroker.log" 2>&1 &
+    TENV_KAFKA_PID=$!
+    tenv_wait_for 30 test -s "$d/control.port" || tenv_fail "private kafka-devbroker did not start (see $d/kafka-devbroker.log)"
+    TENV_KAFKA_BROKERS=$(cat "$d/bootstrap")
+    TENV_KAFKA_CONTROL=http://127.0.0.1:$(cat "$d/control.port")
+}
+
+# tenv_kafka_private_stop: SIGTERM the private broker and wait (10 s, then
+# SIGKILL). Returns the broker's exit status.
+tenv_kafka_private_stop() {
+    [ -n "${TENV_KAFKA_PID:-}" ] || return 0
+    local pid=$TENV_KAFKA_PID rc=0
+    TENV_KAFKA_PID=
+    kill -TERM "$pid" 2>/dev/null || return 0
+    tenv_wait_for 10 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || rc=$?
+    return $rc
 }

@@ -178,6 +178,33 @@ static void test_csr_parse_bad(void **state)
     EVP_PKEY_free(k2);
 }
 
+/* Keys we never accept in a CSR, built directly with OpenSSL. */
+static void test_csr_weak_keys(void **state)
+{
+    EVP_PKEY *weak[2];
+    sf_error err;
+
+    (void)state;
+    weak[0] = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+    weak[1] = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-521");
+    for (size_t i = 0; i < 2; i++) {
+        char *pem = NULL;
+        sf_csr_info *ci = NULL;
+        const char *alg;
+        int size;
+
+        assert_non_null(weak[i]);
+        assert_int_equal(sf_csr_build(weak[i], "weak.example.com", NULL, 0, &pem, &err), 0);
+        assert_int_equal(sf_csr_parse(pem, strlen(pem), &ci, &err), -1);
+        assert_string_equal(err.field, "csr");
+        assert_non_null(strstr(err.msg, "not allowed"));
+        assert_int_equal(sf_key_describe(weak[i], &alg, &size, NULL), 0);
+        assert_int_equal(size, i == 0 ? 1024 : 0);
+        free(pem);
+        EVP_PKEY_free(weak[i]);
+    }
+}
+
 static void test_key_pem(void **state)
 {
     EVP_PKEY *k = NULL, *k2 = NULL;
@@ -221,7 +248,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_ok),   cmocka_unit_test(test_generate_bad),
         cmocka_unit_test(test_csr_roundtrip), cmocka_unit_test(test_csr_build_bad),
-        cmocka_unit_test(test_csr_parse_bad), cmocka_unit_test(test_key_pem),
+        cmocka_unit_test(test_csr_parse_bad), cmocka_unit_test(test_csr_weak_keys),
+        cmocka_unit_test(test_key_pem),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -262,6 +262,63 @@ static void check_schema_file(const char *type)
     free(text);
 }
 
+/* Pretty-print like Python's json.dumps(indent=2, ensure_ascii=False), the
+ * format of the files in proto/schemas/. */
+static void pretty(sf_buf *b, const cJSON *j, int ind)
+{
+    const cJSON *c;
+
+    if ((cJSON_IsObject(j) || cJSON_IsArray(j)) && j->child) {
+        sf_buf_appendc(b, cJSON_IsObject(j) ? '{' : '[');
+        for (c = j->child; c; c = c->next) {
+            sf_buf_appendf(b, "\n%*s", ind + 2, "");
+            if (cJSON_IsObject(j)) {
+                cJSON *k = cJSON_CreateString(c->string);
+                char *ks = cJSON_PrintUnformatted(k);
+                sf_buf_appendf(b, "%s: ", ks);
+                free(ks);
+                cJSON_Delete(k);
+            }
+            pretty(b, c, ind + 2);
+            if (c->next)
+                sf_buf_appendc(b, ',');
+        }
+        sf_buf_appendf(b, "\n%*s%c", ind, "", cJSON_IsObject(j) ? '}' : ']');
+    } else {
+        char *v = cJSON_PrintUnformatted(j);
+        sf_buf_appendf(b, "%s", v);
+        free(v);
+    }
+}
+
+/* SCMFLOW_WRITE_SCHEMAS=DIR: write the schemas generated from the C tables
+ * into DIR (how proto/schemas/ is regenerated after a table change). */
+static void write_schemas(const char *dir)
+{
+    const char *const *k = sf_msg_known_types();
+
+    for (int i = -1; i < 0 || k[i]; i++) {
+        const char *type = i < 0 ? SF_MSG_ENVELOPE : k[i];
+        cJSON *gen;
+        sf_error err;
+        sf_buf b;
+        char path[1024];
+        FILE *f;
+
+        assert_int_equal(sf_msg_schema(type, &gen, &err), 0);
+        sf_buf_init(&b, 1u << 20);
+        pretty(&b, gen, 0);
+        sf_buf_appendc(&b, '\n');
+        assert_int_equal(sf_snprintf(path, sizeof(path), "%s/%s.schema.json", dir, type), 0);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        assert_int_equal(fwrite(b.data, 1, b.len, f), b.len);
+        fclose(f);
+        sf_buf_release(&b);
+        cJSON_Delete(gen);
+    }
+}
+
 static void test_schema_files_agree(void **state)
 {
     char path[1024];
@@ -270,6 +327,10 @@ static void test_schema_files_agree(void **state)
     size_t nfiles = 0, ntypes = 1;
 
     (void)state;
+    if (getenv("SCMFLOW_WRITE_SCHEMAS")) {
+        write_schemas(getenv("SCMFLOW_WRITE_SCHEMAS"));
+        return;
+    }
     check_schema_file(SF_MSG_ENVELOPE);
     for (const char *const *k = sf_msg_known_types(); *k; k++, ntypes++)
         check_schema_file(*k);

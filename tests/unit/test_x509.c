@@ -178,6 +178,17 @@ static void test_pkcs7(void **state)
     assert_int_equal(sf_chain_order(ch, &err), 0);
     expect_order(ch, C.leaf, C.inter, C.root);
     sf_chain_free(ch);
+    /* bare base64 of the DER, with line breaks (SCM collect format "base64") */
+    {
+        const char *body = strstr(pem, "\n") + 1;
+        size_t blen = (size_t)(strstr(pem, "-----END") - body);
+
+        assert_int_equal(sf_chain_parse(body, blen, &ch, &err), 0);
+        assert_int_equal(sf_chain_count(ch), 3);
+        sf_chain_free(ch);
+        assert_int_equal(sf_chain_parse("QUJD\nREVG\n", 10, &ch, &err), -1);
+        assert_string_equal(err.field, "certificate");
+    }
     BIO_free(b);
     OPENSSL_free(der);
     PKCS7_free(p7);
@@ -287,6 +298,26 @@ static void test_order_failures(void **state)
     assert_int_equal(sf_chain_order(ch, &err), -1);
     assert_non_null(strstr(err.msg, "duplicate"));
     sf_chain_free(ch);
+    /* the intermediate also present as a self-signed twin (same name and
+     * key): the cross-signed one is followed, the twin dropped */
+    {
+        X509 *twin = tca_cert("Test Intermediate CA", C.int_key, NULL, NULL, 1, NULL, 79);
+        X509 *set5[] = {twin, C.root, C.leaf, C.inter};
+        X509 *set6[] = {twin, C.leaf}; /* twin alone is a valid issuer */
+
+        assert_int_equal(sf_chain_from_certs(set5, 4, &ch, &err), 0);
+        assert_int_equal(sf_chain_order(ch, &err), 0);
+        assert_int_equal(sf_chain_count(ch), 3);
+        expect_order(ch, C.leaf, C.inter, C.root);
+        assert_true(sf_chain_has_root(ch));
+        sf_chain_free(ch);
+        assert_int_equal(sf_chain_from_certs(set6, 2, &ch, &err), 0);
+        assert_int_equal(sf_chain_order(ch, &err), 0);
+        expect_order(ch, C.leaf, twin, NULL);
+        assert_true(sf_chain_has_root(ch));
+        sf_chain_free(ch);
+        X509_free(twin);
+    }
     X509_free(forged);
     X509_free(stranger);
     EVP_PKEY_free(other);

@@ -21,7 +21,7 @@ ct_cleanup() {
     local rc=$?
     for p in "${CT_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${CT_PIDS[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null
     done
     if [ $rc -ne 0 ]; then

@@ -326,6 +326,10 @@ static void test_errors_and_savepoints(void **state)
     assert_null(strstr(err.msg, secret));
     assert_string_equal(sf_db_last_sqlstate(t->db), "22P02");
 
+    /* One statement per call: a stacked second statement is refused. */
+    assert_int_equal(sf_db_exec(t->db, "SELECT 1; DROP TABLE inbox", 0, NULL, NULL, &err), -1);
+    assert_int_equal(q_i64(t->db, "SELECT (to_regclass('inbox') IS NOT NULL)::int"), 1);
+
     /* Unique violation: its own code, value not in the message. */
     ok(sf_db_exec(t->db, "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)", 2, p2, NULL,
                   &err), &err);
@@ -907,6 +911,58 @@ static void test_reconnect(void **state)
     }
 }
 
+/* Backoff and deadlines while the server refuses us (the database is
+ * dropped under the handle, then created again). */
+static void test_backoff(void **state)
+{
+    tdb *t = *state;
+    sf_db_opts o = {.application_name = "db-backoff-test", .backoff_initial_ms = 100,
+                    .backoff_max_ms = 400, .connect_timeout_ms = 2000};
+    sf_error err;
+    sf_db *d = sf_db_open_opts(t->conninfo, &o, &err);
+    PGresult *r = NULL;
+    const char *app = NULL;
+    char sql[160];
+    int64_t t0, el;
+
+    if (d == NULL)
+        fail_msg("open: %s", err.msg);
+    ok(sf_db_exec(d, "SELECT current_setting('application_name')", 0, NULL, &r, &err), &err);
+    ok(sf_db_get_str(r, 0, 0, &app, &err), &err);
+    assert_string_equal(app, "db-backoff-test");
+    PQclear(r);
+
+    (void)sf_snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", t->name);
+    admin(sql);
+    assert_int_equal(sf_db_exec(d, "SELECT 1", 0, NULL, NULL, &err), -1);
+    assert_int_equal(err.cls, SF_ERR_TRANSIENT);
+    /* One immediate attempt, refused. */
+    t0 = sf_now_mono_ms();
+    assert_int_equal(sf_db_ensure(d, 0, &err), -1);
+    assert_int_equal(err.cls, SF_ERR_TRANSIENT);
+    assert_true(sf_now_mono_ms() - t0 < 1500);
+    /* Backoff pending: no attempt, no waiting. */
+    t0 = sf_now_mono_ms();
+    assert_int_equal(sf_db_ensure(d, 0, &err), -1);
+    assert_true(sf_now_mono_ms() - t0 < 50);
+    assert_non_null(strstr(err.msg, "next attempt"));
+    assert_int_equal(sf_db_exec(d, "SELECT 1", 0, NULL, NULL, &err), -1);
+    assert_true(sf_now_mono_ms() - t0 < 100);
+    /* Waiting gives up at the deadline (not before, not much after). */
+    t0 = sf_now_mono_ms();
+    assert_int_equal(sf_db_ensure(d, 1000, &err), -1);
+    el = sf_now_mono_ms() - t0;
+    print_message("ensure(1000) gave up after %lld ms\n", (long long)el);
+    assert_true(el >= 300 && el < 1600);
+
+    (void)sf_snprintf(sql, sizeof(sql), "CREATE DATABASE %s", t->name);
+    admin(sql);
+    ok(sf_db_ensure(d, 5000, &err), &err);
+    assert_int_equal(q_i64(d, "SELECT 1"), 1);
+    assert_int_equal(sf_db_reconnects(d), 1);
+    sf_db_close(d);
+}
+
 static void test_notify_reconnect(void **state)
 {
     tdb *t = *state;
@@ -944,6 +1000,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_schedule_persisted, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_notify_reconnect, tdb_setup, tdb_teardown),
+        cmocka_unit_test_setup_teardown(test_backoff, tdb_setup, tdb_teardown),
     };
     ssize_t n;
 

@@ -11,6 +11,9 @@
  *                                 TRANSIENT once (exercises the batch
  *                                 retry); 0 = off
  *   SCMFLOW_WORKER_DIRECT         benchmark: no DB write, produce directly
+ *   SCMFLOW_TEST_ROW_BATCH        true (default): rows are buffered and written
+ *                                 with one statement per batch (batch_end
+ *                                 hook); false: one INSERT per message
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,8 @@
 #define TEST_TYPE "scmflow.test.item"
 
 static const sf_cfg_def test_settings[] = {
+    {"SCMFLOW_TEST_ROW_BATCH", SF_CFG_BOOL, "true", 0, 0, NULL,
+     "test only: write the rows of a batch with one statement", false},
     {"SCMFLOW_TEST_TRANSIENT_EVERY", SF_CFG_INT, "0", 0, 1000000, NULL,
      "test only: a message whose n is a multiple of this fails once, transiently (0 = never)", false},
 };
@@ -33,7 +38,58 @@ typedef struct test_state {
     bool direct;
     int64_t transient_every;
     int64_t last_failed; /* n of the last injected failure */
+    bool row_batch;
+    /* Rows of the current batch attempt as PostgreSQL array literals. */
+    sf_buf ids, ns, keys, parts, offs;
 } test_state;
+
+static int arr_add(sf_buf *b, const char *v)
+{
+    if (sf_buf_appendc(b, b->len == 0 ? '{' : ',') < 0)
+        return -1;
+    if (!v)
+        return sf_buf_append(b, "NULL", 4);
+    if (sf_buf_appendc(b, '"') < 0)
+        return -1;
+    for (const char *p = v; *p; p++)
+        if (((*p == '"' || *p == '\\') && sf_buf_appendc(b, '\\') < 0) || sf_buf_appendc(b, *p) < 0)
+            return -1;
+    return sf_buf_appendc(b, '"');
+}
+
+static void test_batch_begin(sf_worker *w, void *ud)
+{
+    test_state *st = ud;
+
+    (void)w;
+    sf_buf_reset(&st->ids);
+    sf_buf_reset(&st->ns);
+    sf_buf_reset(&st->keys);
+    sf_buf_reset(&st->parts);
+    sf_buf_reset(&st->offs);
+}
+
+static int test_batch_end(sf_worker *w, void *ud, sf_error *err)
+{
+    test_state *st = ud;
+    const char *params[5];
+
+    if (!st->row_batch || st->ids.len == 0)
+        return 0;
+    if (sf_buf_appendc(&st->ids, '}') < 0 || sf_buf_appendc(&st->ns, '}') < 0 ||
+        sf_buf_appendc(&st->keys, '}') < 0 || sf_buf_appendc(&st->parts, '}') < 0 ||
+        sf_buf_appendc(&st->offs, '}') < 0)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "batch too large");
+    params[0] = st->ids.data;
+    params[1] = st->ns.data;
+    params[2] = st->keys.data;
+    params[3] = st->parts.data;
+    params[4] = st->offs.data;
+    return sf_db_exec(sf_worker_dbh(w),
+                      "INSERT INTO test_items (msg_id, n, msg_key, src_partition, src_offset)"
+                      " SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::int[], $5::bigint[])",
+                      5, params, NULL, err);
+}
 
 static int test_init(sf_worker *w, void **ud, sf_error *err)
 {
@@ -44,21 +100,46 @@ static int test_init(sf_worker *w, void **ud, sf_error *err)
         return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
     st->direct = sf_config_bool(cfg, "SCMFLOW_WORKER_DIRECT");
     st->transient_every = sf_config_int(cfg, "SCMFLOW_TEST_TRANSIENT_EVERY");
+    st->row_batch = sf_config_bool(cfg, "SCMFLOW_TEST_ROW_BATCH");
+    sf_buf_init(&st->ids, 64 * 1024 * 1024);
+    sf_buf_init(&st->ns, 64 * 1024 * 1024);
+    sf_buf_init(&st->keys, 64 * 1024 * 1024);
+    sf_buf_init(&st->parts, 64 * 1024 * 1024);
+    sf_buf_init(&st->offs, 64 * 1024 * 1024);
     *ud = st;
     if (st->direct)
         return 0;
-    return sf_db_exec(sf_worker_dbh(w),
-                      "CREATE TABLE IF NOT EXISTS test_items ("
-                      " id bigserial PRIMARY KEY, msg_id text NOT NULL, n bigint NOT NULL,"
-                      " msg_key text, src_partition int, src_offset bigint,"
-                      " created_at timestamptz NOT NULL DEFAULT now())",
-                      0, NULL, NULL, err);
+    /* Instances start together: CREATE TABLE IF NOT EXISTS races in
+     * PostgreSQL (unique violation on pg_type), so serialise it. */
+    if (sf_db_begin(sf_worker_dbh(w), err) < 0)
+        return -1;
+    if (sf_db_exec(sf_worker_dbh(w), "SELECT pg_advisory_xact_lock(hashtext('sf-test-worker'))", 0, NULL, NULL,
+                   err) < 0 ||
+        sf_db_exec(sf_worker_dbh(w),
+                   "CREATE TABLE IF NOT EXISTS test_items ("
+                   " id bigserial PRIMARY KEY, msg_id text NOT NULL, n bigint NOT NULL,"
+                   " msg_key text, src_partition int, src_offset bigint,"
+                   " created_at timestamptz NOT NULL DEFAULT now())",
+                   0, NULL, NULL, err) < 0) {
+        sf_db_rollback(sf_worker_dbh(w), NULL);
+        return -1;
+    }
+    return sf_db_commit(sf_worker_dbh(w), err);
 }
 
 static void test_fini(sf_worker *w, void *ud)
 {
+    test_state *st = ud;
+
     (void)w;
-    free(ud);
+    if (!st)
+        return;
+    sf_buf_release(&st->ids);
+    sf_buf_release(&st->ns);
+    sf_buf_release(&st->keys);
+    sf_buf_release(&st->parts);
+    sf_buf_release(&st->offs);
+    free(st);
 }
 
 static int test_handle(sf_worker_ctx *ctx, const sf_event *ev, sf_error *err)
@@ -95,7 +176,14 @@ static int test_handle(sf_worker_ctx *ctx, const sf_event *ev, sf_error *err)
         params[2] = sf_worker_event_key(ctx);
         params[3] = pbuf;
         params[4] = obuf;
-        if (sf_db_exec(sf_worker_db(ctx),
+        if (st->row_batch) {
+            if (arr_add(&st->ids, params[0]) < 0 || arr_add(&st->ns, nbuf) < 0 ||
+                arr_add(&st->keys, params[2]) < 0 || arr_add(&st->parts, pbuf) < 0 ||
+                arr_add(&st->offs, obuf) < 0) {
+                sf_error_set(err, SF_ERR_INTERNAL, 0, "batch too large");
+                goto out;
+            }
+        } else if (sf_db_exec(sf_worker_db(ctx),
                        "INSERT INTO test_items (msg_id, n, msg_key, src_partition, src_offset)"
                        " VALUES ($1, $2::bigint, $3, $4::int, $5::bigint)",
                        5, params, NULL, err) < 0)
@@ -125,6 +213,8 @@ static const sf_worker_def test_def = {
     .init = test_init,
     .fini = test_fini,
     .allow_direct = true,
+    .batch_begin = test_batch_begin,
+    .batch_end = test_batch_end,
 };
 
 int main(int argc, char **argv)

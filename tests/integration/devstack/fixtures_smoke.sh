@@ -31,15 +31,32 @@ t2="$(tenv_topic_prefix smoke)two"
 tenv_kafka_ctl "topic?name=$t2&partitions=2" >/dev/null || tenv_fail "control /topic"
 tenv_wait_for 10 bash -c "kcat -L -b '$SCMFLOW_KAFKA_BROKERS' -t '$t2' | grep -q 'with 2 partitions'" \
     || tenv_fail "topic with 2 partitions not visible"
+# Fault injection goes to a private broker: errors injected into the shared
+# one would hit whatever test runs in parallel.
+work=$(mktemp -d /tmp/devstack-smoke.XXXXXX)
+trap 'tenv_kafka_private_stop || true; rm -rf "$work"' EXIT
+tenv_kafka_private "$work" 2
+ctl=$TENV_KAFKA_CONTROL
+boot=$TENV_KAFKA_BROKERS
 # Bad requests are 400
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$KAFKA_DEVBROKER_CONTROL/broker/99/down")
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$ctl/broker/99/down")
 [ "$code" = 400 ] || tenv_fail "expected 400 for an unknown broker, got $code"
-# Fault injection: every Produce fails with a non-retriable error until cleared
-tenv_kafka_ctl "errors?api=Produce&code=10&count=5" >/dev/null   # MSG_SIZE_TOO_LARGE
-if echo x | timeout 30 kcat -P -b "$SCMFLOW_KAFKA_BROKERS" -t "$topic" -X message.send.max.retries=0 2>/dev/null; then
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$ctl/errors?api=Nope&code=1")
+[ "$code" = 400 ] || tenv_fail "expected 400 for an unknown api, got $code"
+# Every Produce fails with a non-retriable error until cleared
+curl -fsS -X POST "$ctl/errors?api=Produce&code=10&count=5" >/dev/null   # MSG_SIZE_TOO_LARGE
+if echo x | timeout 30 kcat -P -b "$boot" -t smoke -X message.send.max.retries=0 2>/dev/null; then
     tenv_fail "produce succeeded despite injected errors"
 fi
-tenv_kafka_ctl "errors/clear?api=Produce" >/dev/null
+curl -fsS -X POST "$ctl/errors/clear?api=Produce" >/dev/null
+echo y | timeout 30 kcat -P -b "$boot" -t smoke || tenv_fail "produce failed after clearing errors"
+# Leader moves show in metadata
+curl -fsS -X POST "$ctl/topic?name=lead&partitions=1" >/dev/null
+curl -fsS -X POST "$ctl/partition/leader?topic=lead&partition=0&broker=2" >/dev/null
+tenv_wait_for 10 bash -c "kcat -L -b '$boot' -t lead | grep -q 'partition 0, leader 2'" \
+    || tenv_fail "leader change not visible"
+# SIGTERM stops it cleanly with exit 0
+tenv_kafka_private_stop || tenv_fail "kafka-devbroker did not exit 0 on SIGTERM"
 
 # Simulator (when the fixture is there)
 if [ -n "${SCM_SIM_URL:-}" ]; then

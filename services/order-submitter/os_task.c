@@ -1,0 +1,1073 @@
+/*
+ * os_task.c - the submit task: everything that talks to SCM.
+ *
+ * One round:
+ *   1. claim (one transaction): due scm_operations (state intent/unknown,
+ *      next_attempt_at <= now, no live lease) FOR UPDATE SKIP LOCKED; take
+ *      the lease; generate the key + CSR where needed (a key generated once
+ *      is kept in the row, so a retry re-sends the same CSR); set
+ *      call_started = true. COMMIT. From here on SCM may see the request.
+ *   2. outside any transaction, per operation: if call_started was already
+ *      true when claimed, an earlier attempt may have reached SCM (crash,
+ *      timeout, reset): reconcile first (enroll: list by commonName and look
+ *      for "scmflow-ref:<ref>" in the details' comments; renew: old order
+ *      renewed?; reissue: status left Issued?; revoke: status Revoked?) and
+ *      call SCM only when it has not happened.
+ *   3. record (one transaction): results, state of the orders, events in the
+ *      outbox. COMMIT.
+ * A crash between 1 and 3 leaves leased rows with call_started = true: they
+ * come back when the lease expires (or at once when the owner is a dead
+ * process of this host) and are reconciled. Never twice, never lost.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "os.h"
+#include "sf_db.h"
+#include "sf_keygen.h"
+#include "sf_log.h"
+#include "sf_msg.h"
+#include "sf_scm.h"
+#include "sf_seal.h"
+#include "sf_worker.h"
+#include "sf_util.h"
+
+#define OS_RECONCILE_PAGES 5
+
+typedef enum { OUT_NONE, OUT_DONE, OUT_REFUSED, OUT_RETRY, OUT_UNKNOWN, OUT_SKIPPED } outcome;
+
+typedef struct op {
+    int64_t id;
+    char *order_id, *kind, *account, *ref, *command_id, *request_txt;
+    char *cn, *sans_json, *comments, *requesters_json, *custom_json;
+    char *key_alg;
+    int key_size;
+    int64_t org_id, profile_id, term, ssl_id, attempt;
+    char *renew_id;
+    bool was_started;
+    char *csr;            /* operation CSR (BYO or generated) */
+    char *key_sealed;     /* operation key (sealed) or NULL */
+    char *from_order;     /* renew */
+    int64_t from_ssl_id;  /* renew */
+    cJSON *request;
+    /* result */
+    outcome out;
+    int64_t new_ssl_id;
+    char new_renew_id[64];
+    sf_error err;
+} op;
+
+static void op_release(op *o)
+{
+    free(o->order_id); free(o->kind); free(o->account); free(o->ref); free(o->command_id);
+    free(o->request_txt); free(o->cn); free(o->sans_json); free(o->comments);
+    free(o->requesters_json); free(o->custom_json); free(o->key_alg); free(o->renew_id);
+    free(o->csr); free(o->key_sealed); free(o->from_order);
+    cJSON_Delete(o->request);
+    memset(o, 0, sizeof(*o));
+}
+
+static char *col_dup(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : sf_strdup(PQgetvalue(res, row, col));
+}
+
+static int64_t col_i64(const PGresult *res, int row, int col)
+{
+    int64_t v = 0;
+
+    if (!PQgetisnull(res, row, col))
+        (void)sf_str_to_i64(PQgetvalue(res, row, col), INT64_MIN, INT64_MAX, &v);
+    return v;
+}
+
+int os_emit_tx(os_runner *r, const char *type, const char *key, const cJSON *data,
+               const char *correlationid, sf_error *err)
+{
+    char source[160], *payload = NULL;
+    size_t len = 0;
+    int rc;
+
+    (void)sf_snprintf(source, sizeof(source), "scmflow/%s", sf_worker_name(os_worker(r)));
+    if (sf_event_encode(type, source, NULL, correlationid, data, &payload, &len, err) < 0)
+        return -1;
+    rc = sf_db_outbox_add(sf_worker_dbh(os_worker(r)), os_events_topic(r), key, payload, len, err);
+    free(payload);
+    return rc;
+}
+
+/* ---- step 0: leases of dead processes of this host come back at once ---- */
+
+static void free_dead_leases(os_runner *r)
+{
+    static const char sql[] =
+        "SELECT DISTINCT lease_owner FROM scm_operations WHERE state IN ('intent', 'unknown')"
+        " AND lease_until > now() AND lease_owner LIKE $1 AND lease_owner <> $2";
+    static const char sql_free[] =
+        "UPDATE scm_operations SET lease_until = NULL WHERE lease_owner = $1"
+        " AND state IN ('intent', 'unknown')";
+    const char *me = sf_worker_instance_id(os_worker(r));
+    const char *dash = strrchr(me, '-');
+    char like[300];
+    PGresult *res = NULL;
+    sf_db *db = sf_worker_dbh(os_worker(r));
+
+    if (dash == NULL)
+        return;
+    (void)sf_snprintf(like, sizeof(like), "%.*s-%%", (int)(dash - me), me);
+    {
+        const char *p[2] = {like, me};
+
+        if (sf_db_exec(db, sql, 2, p, &res, NULL) < 0)
+            return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *owner = PQgetvalue(res, i, 0), *d = strrchr(owner, '-');
+        int64_t pid;
+
+        if (d == NULL || (size_t)(d - owner) != (size_t)(dash - me) ||
+            sf_str_to_i64(d + 1, 1, INT32_MAX, &pid) < 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        {
+            const char *p[1] = {owner};
+
+            if (sf_db_exec(db, sql_free, 1, p, NULL, NULL) == 0)
+                sf_log_info("took back the leases of dead process %s", owner);
+        }
+    }
+    PQclear(res);
+}
+
+/* ---- step 1: claim ---- */
+
+static int claim(os_runner *r, op *ops, int max, int *n, sf_error *err)
+{
+    static const char sql[] =
+        "WITH due AS ("
+        "  SELECT s.id, s.call_started FROM scm_operations s"
+        "  WHERE s.state IN ('intent', 'unknown') AND s.next_attempt_at <= now()"
+        "    AND (s.lease_until IS NULL OR s.lease_until < now())"
+        "  ORDER BY s.next_attempt_at, s.id LIMIT $2::int FOR UPDATE SKIP LOCKED)"
+        " UPDATE scm_operations s SET lease_owner = $1,"
+        "   lease_until = now() + $3::bigint * interval '1 millisecond',"
+        "   attempt = CASE WHEN s.lease_owner IS NULL THEN s.attempt ELSE s.attempt + 1 END,"
+        "   updated_at = now()"
+        " FROM due, orders o WHERE s.id = due.id AND o.id = s.order_id"
+        " RETURNING s.id, s.order_id, s.kind, o.account, s.correlation_ref, s.command_id,"
+        "   s.request::text, o.common_name, to_jsonb(o.sans)::text, o.comments,"
+        "   to_jsonb(o.external_requesters)::text, o.custom_fields::text, o.key_algorithm,"
+        "   coalesce(o.key_size, 0), coalesce(o.org_id, 0), coalesce(o.profile_id, 0),"
+        "   coalesce(o.term_days, 0), coalesce(o.ssl_id, 0), o.renew_id, due.call_started,"
+        "   s.csr_pem, s.private_key_sealed, s.attempt";
+    char maxb[16], leaseb[32];
+    const char *p[3] = {sf_worker_instance_id(os_worker(r)), maxb, leaseb};
+    PGresult *res = NULL;
+    int k = 0;
+
+    (void)sf_snprintf(maxb, sizeof(maxb), "%d", max);
+    (void)sf_snprintf(leaseb, sizeof(leaseb), "%lld",
+                      (long long)os_setting_ms(r, "SCMFLOW_SUBMIT_LEASE"));
+    if (sf_db_exec(sf_worker_dbh(os_worker(r)), sql, 3, p, &res, err) < 0)
+        return -1;
+    for (int i = 0; i < PQntuples(res) && k < max; i++, k++) {
+        op *o = &ops[k];
+
+        memset(o, 0, sizeof(*o));
+        o->id = col_i64(res, i, 0);
+        o->order_id = col_dup(res, i, 1);
+        o->kind = col_dup(res, i, 2);
+        o->account = col_dup(res, i, 3);
+        o->ref = col_dup(res, i, 4);
+        o->command_id = col_dup(res, i, 5);
+        o->request_txt = col_dup(res, i, 6);
+        o->cn = col_dup(res, i, 7);
+        o->sans_json = col_dup(res, i, 8);
+        o->comments = col_dup(res, i, 9);
+        o->requesters_json = col_dup(res, i, 10);
+        o->custom_json = col_dup(res, i, 11);
+        o->key_alg = col_dup(res, i, 12);
+        o->key_size = (int)col_i64(res, i, 13);
+        o->org_id = col_i64(res, i, 14);
+        o->profile_id = col_i64(res, i, 15);
+        o->term = col_i64(res, i, 16);
+        o->ssl_id = col_i64(res, i, 17);
+        o->renew_id = col_dup(res, i, 18);
+        o->was_started = strcmp(PQgetvalue(res, i, 19), "t") == 0;
+        o->csr = col_dup(res, i, 20);
+        o->key_sealed = col_dup(res, i, 21);
+        o->attempt = col_i64(res, i, 22);
+        o->request = o->request_txt ? cJSON_Parse(o->request_txt) : NULL;
+        if (o->request == NULL)
+            o->request = cJSON_CreateObject();
+        {
+            const cJSON *f = cJSON_GetObjectItemCaseSensitive(o->request, "from_order");
+            const cJSON *s = cJSON_GetObjectItemCaseSensitive(o->request, "from_ssl_id");
+
+            if (cJSON_IsString(f))
+                o->from_order = sf_strdup(f->valuestring);
+            if (cJSON_IsNumber(s))
+                o->from_ssl_id = (int64_t)s->valuedouble;
+        }
+    }
+    *n = k;
+    PQclear(res);
+    return 0;
+}
+
+static bool req_bool(const op *o, const char *name, bool def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o->request, name);
+
+    return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+}
+
+/* Names for the CSR: the order's SANs (or a reissue's new ones). */
+static char **names_of(const op *o, size_t *n)
+{
+    const cJSON *src = NULL, *e;
+    cJSON *parsed = NULL;
+    char **v;
+    size_t k = 0;
+
+    if (strcmp(o->kind, "reissue") == 0)
+        src = cJSON_GetObjectItemCaseSensitive(o->request, "sans");
+    if (!cJSON_IsArray(src))
+        src = parsed = cJSON_Parse(o->sans_json ? o->sans_json : "[]");
+    v = calloc((size_t)cJSON_GetArraySize(src) + 1, sizeof(*v));
+    cJSON_ArrayForEach(e, src)
+        if (v && cJSON_IsString(e) && k < SF_CSR_MAX_SANS)
+            v[k++] = sf_strdup(e->valuestring);
+    cJSON_Delete(parsed);
+    *n = k;
+    return v;
+}
+
+static void names_free(char **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Generate the key and CSR of an operation that needs one. */
+static int prepare_key(os_runner *r, op *o, sf_error *err)
+{
+    EVP_PKEY *pk = NULL;
+    char *pem = NULL, *csr = NULL, aad[200];
+    char **names = NULL;
+    size_t nn = 0;
+    int rc = -1;
+
+    if (o->csr)
+        return 0; /* BYO, or generated by an earlier attempt: re-send the same */
+    if (strcmp(o->kind, "revoke") == 0)
+        return 0;
+    if (strcmp(o->kind, "renew") == 0 && !req_bool(o, "new_key", false))
+        return 0; /* SCM reuses the old CSR; the key is carried over on success */
+    if (strcmp(o->kind, "reissue") == 0 && !req_bool(o, "new_key", true))
+        return sf_error_field(err, "new_key", "a reissue needs a new key or a CSR");
+    if (sf_keygen_generate(o->key_alg ? o->key_alg : "RSA", o->key_size ? o->key_size : 2048,
+                           &pk, err) < 0)
+        goto out;
+    names = names_of(o, &nn);
+    if (names == NULL) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        goto out;
+    }
+    if (sf_csr_build(pk, o->cn, (const char *const *)names, nn, &csr, err) < 0 ||
+        sf_key_to_pem(pk, &pem, err) < 0)
+        goto out;
+    (void)sf_snprintf(aad, sizeof(aad), OS_AAD_KEY_FMT, o->order_id);
+    if (sf_seal(os_sealer(r), pem, strlen(pem), aad, &o->key_sealed, err) < 0)
+        goto out;
+    o->csr = csr;
+    csr = NULL;
+    rc = 0;
+out:
+    names_free(names, nn);
+    sf_secret_str_free(pem);
+    free(csr);
+    EVP_PKEY_free(pk);
+    return rc;
+}
+
+/* Claim, prepare keys and mark call_started, in one transaction. */
+static int claim_and_prepare(os_runner *r, op *ops, int max, int *n, sf_error *err)
+{
+    static const char sql_start[] =
+        "UPDATE scm_operations SET call_started = true, csr_pem = $2, private_key_sealed = $3,"
+        " updated_at = now() WHERE id = $1::bigint";
+    static const char sql_order[] =
+        "UPDATE orders SET state = 'submitting', csr_pem = coalesce($2, csr_pem),"
+        " private_key_sealed = coalesce($3, private_key_sealed), updated_at = now()"
+        " WHERE id = $1 AND state IN ('accepted', 'submitting')";
+    static const char sql_failkey[] =
+        "UPDATE scm_operations SET lease_until = NULL, next_attempt_at = now() + interval '1 hour',"
+        " last_error = $2::jsonb WHERE id = $1::bigint";
+    sf_db *db = sf_worker_dbh(os_worker(r));
+    int k = 0;
+
+    *n = 0;
+    if (sf_db_begin(db, err) < 0)
+        return -1;
+    if (claim(r, ops, max, &k, err) < 0)
+        goto fail;
+    for (int i = 0; i < k; i++) {
+        op *o = &ops[i];
+        char idb[32];
+
+        (void)sf_snprintf(idb, sizeof(idb), "%lld", (long long)o->id);
+        sf_error_clear(&o->err);
+        if (prepare_key(r, o, &o->err) < 0) {
+            /* cannot build the request: a definite failure of this operation */
+            o->out = OUT_REFUSED;
+            continue;
+        }
+        {
+            const char *p[3] = {idb, o->csr, o->key_sealed};
+
+            if (sf_db_exec(db, sql_start, 3, p, NULL, err) < 0)
+                goto fail;
+        }
+        if (strcmp(o->kind, "enroll") == 0) {
+            const char *p[3] = {o->order_id, o->csr, o->key_sealed};
+
+            if (sf_db_exec(db, sql_order, 3, p, NULL, err) < 0)
+                goto fail;
+        }
+    }
+    (void)sql_failkey;
+    if (sf_db_commit(db, err) < 0)
+        goto fail_nr;
+    *n = k;
+    return 0;
+fail:
+    (void)sf_db_rollback(db, NULL);
+fail_nr:
+    for (int i = 0; i < k; i++)
+        op_release(&ops[i]);
+    return -1;
+}
+
+/* ---- step 2: SCM ---- */
+
+static int json_strv(const char *txt, char ***out, size_t *n)
+{
+    cJSON *a = cJSON_Parse(txt ? txt : "[]"), *e;
+    char **v;
+    size_t k = 0;
+
+    v = calloc((size_t)(a ? cJSON_GetArraySize(a) : 0) + 1, sizeof(*v));
+    if (v == NULL) {
+        cJSON_Delete(a);
+        return -1;
+    }
+    cJSON_ArrayForEach(e, a)
+        if (cJSON_IsString(e))
+            v[k++] = sf_strdup(e->valuestring);
+    cJSON_Delete(a);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+/* Comments sent to SCM: the order's comments + the reconcile marker. */
+static char *enroll_comments(const op *o)
+{
+    if (o->comments && o->comments[0])
+        return sf_asprintf("%s " OS_REF_MARK "%s", o->comments, o->ref);
+    return sf_asprintf(OS_REF_MARK "%s", o->ref);
+}
+
+static int do_enroll(sf_scm_client *scm, op *o, sf_error *err)
+{
+    sf_scm_enroll_req req;
+    sf_scm_enroll_resp resp;
+    char **sans = NULL, **reqs = NULL, *comments = NULL, *requester = NULL;
+    size_t nsans = 0, nreqs = 0;
+    sf_scm_name_value *cf = NULL;
+    size_t ncf = 0;
+    cJSON *cfj = NULL, *e;
+    sf_buf b;
+    int rc = -1;
+
+    sf_buf_init(&b, 4096);
+    memset(&req, 0, sizeof(req));
+    memset(&resp, 0, sizeof(resp));
+    if (json_strv(o->sans_json, &sans, &nsans) < 0 ||
+        json_strv(o->requesters_json, &reqs, &nreqs) < 0 ||
+        (comments = enroll_comments(o)) == NULL) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nreqs; i++)
+        if ((i && sf_buf_appendc(&b, ',') < 0) || sf_buf_append(&b, reqs[i], strlen(reqs[i])) < 0) {
+            sf_error_field(err, "external_requesters", "too long");
+            goto out;
+        }
+    requester = nreqs ? b.data : NULL;
+    cfj = cJSON_Parse(o->custom_json ? o->custom_json : "[]");
+    if (cJSON_GetArraySize(cfj) > 0) {
+        cf = calloc((size_t)cJSON_GetArraySize(cfj), sizeof(*cf));
+        cJSON_ArrayForEach(e, cfj) {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
+            const cJSON *vl = cJSON_GetObjectItemCaseSensitive(e, "value");
+
+            if (cf && cJSON_IsString(nm) && cJSON_IsString(vl)) {
+                cf[ncf].name = nm->valuestring;
+                cf[ncf++].value = vl->valuestring;
+            }
+        }
+    }
+    req.org_id = o->org_id;
+    req.csr = o->csr;
+    req.cert_type = o->profile_id;
+    req.term = o->term;
+    req.sans = (const char *const *)sans;
+    req.n_sans = nsans;
+    req.comments = comments;
+    req.external_requester = requester;
+    req.custom_fields = cf;
+    req.n_custom_fields = ncf;
+    if (sf_scm_enroll(scm, &req, &resp, err) < 0)
+        goto out;
+    o->new_ssl_id = resp.ssl_id;
+    (void)sf_snprintf(o->new_renew_id, sizeof(o->new_renew_id), "%s", resp.renew_id);
+    rc = 0;
+out:
+    free(cf);
+    cJSON_Delete(cfj);
+    names_free(sans, nsans);
+    names_free(reqs, nreqs);
+    free(comments);
+    sf_buf_release(&b);
+    return rc;
+}
+
+/* Is there an SCM order carrying our marker? 1 found (*ssl_id), 0 not, -1 error. */
+static int find_enrollment(sf_scm_client *scm, const op *o, int64_t *ssl_id, sf_error *err)
+{
+    char mark[96];
+
+    (void)sf_snprintf(mark, sizeof(mark), OS_REF_MARK "%s", o->ref);
+    for (int page = 0; page < OS_RECONCILE_PAGES; page++) {
+        sf_scm_cert_filter f = SF_SCM_CERT_FILTER_INIT;
+        sf_scm_cert_page *pg = NULL;
+        size_t n;
+
+        f.common_name = o->cn;
+        f.position = (int64_t)page * 200;
+        f.size = 200;
+        if (sf_scm_list_certs(scm, &f, &pg, err) < 0)
+            return -1;
+        n = pg->n;
+        /* newest (highest sslId) first: our order is most likely recent */
+        for (size_t i = n; i-- > 0;) {
+            sf_scm_cert *c = NULL;
+            int found;
+
+            if (sf_scm_get_cert(scm, pg->items[i].ssl_id, &c, err) < 0) {
+                if (err && err->cls == SF_ERR_NOT_FOUND)
+                    continue;
+                sf_scm_cert_page_free(pg);
+                return -1;
+            }
+            found = c->comments && strstr(c->comments, mark) != NULL;
+            if (found)
+                *ssl_id = pg->items[i].ssl_id;
+            sf_scm_cert_free(c);
+            if (found) {
+                sf_scm_cert_page_free(pg);
+                return 1;
+            }
+        }
+        sf_scm_cert_page_free(pg);
+        if (n < 200)
+            break;
+    }
+    return 0;
+}
+
+/* Renew reconcile: the renewal of from_ssl_id, when SCM shows one. */
+static int find_renewal(os_runner *r, sf_scm_client *scm, const op *o, int64_t *ssl_id,
+                        sf_error *err)
+{
+    static const char sql_known[] =
+        "SELECT 1 FROM orders WHERE account = $1 AND ssl_id = $2::bigint";
+    sf_scm_cert *old = NULL;
+    sf_scm_cert_filter f = SF_SCM_CERT_FILTER_INIT;
+    sf_scm_cert_page *pg = NULL;
+    int rc = -1;
+    int64_t best = 0;
+
+    if (sf_scm_get_cert(scm, o->from_ssl_id, &old, err) < 0)
+        return -1;
+    if (!old->renewed) {
+        rc = 0;
+        goto out;
+    }
+    f.common_name = o->cn;
+    f.size = 200;
+    if (sf_scm_list_certs(scm, &f, &pg, err) < 0)
+        goto out;
+    for (size_t i = 0; i < pg->n; i++) {
+        char idb[32];
+        PGresult *res = NULL;
+        const char *p[2] = {o->account, idb};
+
+        if (pg->items[i].ssl_id <= o->from_ssl_id || pg->items[i].ssl_id <= best)
+            continue;
+        (void)sf_snprintf(idb, sizeof(idb), "%lld", (long long)pg->items[i].ssl_id);
+        if (sf_db_exec(sf_worker_dbh(os_worker(r)), sql_known, 2, p, &res, err) < 0)
+            goto out;
+        if (PQntuples(res) == 0)
+            best = pg->items[i].ssl_id;
+        PQclear(res);
+    }
+    if (best > 0) {
+        *ssl_id = best;
+        rc = 1;
+    } else {
+        rc = sf_error_set(err, SF_ERR_UNKNOWN, 0,
+                          "SCM shows sslId %lld renewed but the renewal was not found",
+                          (long long)o->from_ssl_id);
+    }
+out:
+    sf_scm_cert_page_free(pg);
+    sf_scm_cert_free(old);
+    return rc;
+}
+
+/* Status of an order in SCM (reissue/revoke reconcile). Caller frees. */
+static int scm_status(sf_scm_client *scm, int64_t ssl_id, char **status, sf_error *err)
+{
+    sf_scm_cert *c = NULL;
+
+    if (sf_scm_get_cert(scm, ssl_id, &c, err) < 0)
+        return -1;
+    *status = sf_strdup(c->status ? c->status : "");
+    sf_scm_cert_free(c);
+    return 0;
+}
+
+static void run_one(os_runner *r, op *o)
+{
+    sf_scm_client *scm;
+    sf_error *err = &o->err;
+    int found = 0;
+
+    sf_error_clear(err);
+    sf_log_ctx_order(o->order_id);
+    if ((scm = os_scm_for_account(r, o->account, err)) == NULL) {
+        o->out = OUT_RETRY;
+        return;
+    }
+    if (strcmp(o->kind, "enroll") == 0) {
+        if (o->was_started) {
+            found = find_enrollment(scm, o, &o->new_ssl_id, err);
+            if (found < 0)
+                goto failed;
+            sf_log_info("reconciled enroll of order %s: %s", o->order_id,
+                        found ? "SCM has it" : "SCM does not have it, enrolling");
+            if (found) {
+                o->out = OUT_DONE;
+                return;
+            }
+        }
+        sf_failpoint("submit.before_scm_call");
+        if (do_enroll(scm, o, err) < 0)
+            goto failed;
+        sf_failpoint("submit.after_scm_call_before_commit");
+    } else if (strcmp(o->kind, "renew") == 0) {
+        if (o->was_started) {
+            found = find_renewal(r, scm, o, &o->new_ssl_id, err);
+            if (found < 0)
+                goto failed;
+            if (found) {
+                o->out = OUT_DONE;
+                return;
+            }
+        }
+        sf_failpoint("submit.before_scm_call");
+        if (sf_scm_renew_by_id(scm, o->from_ssl_id, o->csr, &o->new_ssl_id, err) < 0)
+            goto failed;
+        sf_failpoint("submit.after_scm_call_before_commit");
+    } else if (strcmp(o->kind, "reissue") == 0) {
+        if (o->was_started) {
+            char *st = NULL;
+
+            if (scm_status(scm, o->ssl_id, &st, err) < 0)
+                goto failed;
+            found = strcasecmp(st, "Issued") != 0;
+            free(st);
+            if (found) {
+                o->out = OUT_DONE;
+                return;
+            }
+        }
+        {
+            sf_scm_replace_req rq;
+            const cJSON *reason = cJSON_GetObjectItemCaseSensitive(o->request, "reason");
+            char **sans = NULL;
+            size_t nsans = 0;
+            int rc;
+
+            memset(&rq, 0, sizeof(rq));
+            rq.csr = o->csr;
+            rq.reason = cJSON_IsString(reason) ? reason->valuestring : "reissue";
+            rq.common_name = o->cn;
+            sans = names_of(o, &nsans);
+            rq.sans = (const char *const *)sans;
+            rq.n_sans = nsans;
+            sf_failpoint("submit.before_scm_call");
+            rc = sf_scm_replace(scm, o->ssl_id, &rq, err);
+            names_free(sans, nsans);
+            if (rc < 0)
+                goto failed;
+            sf_failpoint("submit.after_scm_call_before_commit");
+        }
+    } else if (strcmp(o->kind, "revoke") == 0) {
+        const cJSON *rc_ = cJSON_GetObjectItemCaseSensitive(o->request, "reason_code");
+        const cJSON *rs = cJSON_GetObjectItemCaseSensitive(o->request, "reason");
+
+        if (o->was_started) {
+            char *st = NULL;
+
+            if (scm_status(scm, o->ssl_id, &st, err) < 0)
+                goto failed;
+            found = strcasecmp(st, "Revoked") == 0;
+            free(st);
+            if (found) {
+                o->out = OUT_DONE;
+                return;
+            }
+        }
+        sf_failpoint("submit.before_scm_call");
+        if (sf_scm_revoke(scm, o->ssl_id, cJSON_IsNumber(rc_) ? (int)rc_->valuedouble : 0,
+                          cJSON_IsString(rs) ? rs->valuestring : "revoked", err) < 0) {
+            /* -159: already revoked = what we wanted */
+            if (err->cls == SF_ERR_REJECTED && err->code == -159) {
+                o->out = OUT_DONE;
+                return;
+            }
+            goto failed;
+        }
+        sf_failpoint("submit.after_scm_call_before_commit");
+    } else {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "unknown operation kind \"%s\"", o->kind);
+        o->out = OUT_REFUSED;
+        return;
+    }
+    o->out = OUT_DONE;
+    return;
+failed:
+    switch (err->cls) {
+    case SF_ERR_REJECTED:
+    case SF_ERR_NOT_FOUND:
+    case SF_ERR_INVALID:
+        o->out = OUT_REFUSED;
+        break;
+    case SF_ERR_UNKNOWN:
+        o->out = OUT_UNKNOWN;
+        break;
+    case SF_ERR_AUTH:
+        os_scm_drop(r, o->account);
+        o->out = OUT_RETRY;
+        break;
+    default:
+        o->out = OUT_RETRY;
+        break;
+    }
+    sf_log_warn("%s of order %s: %s (%s)", o->kind, o->order_id, err->msg,
+                sf_err_class_name(err->cls));
+}
+
+/* ---- step 3: record ---- */
+
+static cJSON *error_json(const sf_error *e, const char *code)
+{
+    cJSON *j = cJSON_CreateObject();
+    char msg[600];
+
+    (void)sf_snprintf(msg, sizeof(msg), "%s", e->msg[0] ? e->msg : sf_err_class_name(e->cls));
+    cJSON_AddStringToObject(j, "code", code);
+    cJSON_AddStringToObject(j, "message", msg);
+    if (e->cls == SF_ERR_REJECTED && e->code >= -1000000 && e->code <= 1000000)
+        cJSON_AddNumberToObject(j, "scm_code", e->code);
+    return j;
+}
+
+static int64_t backoff_ms(os_runner *r, int64_t attempt)
+{
+    int64_t base = os_setting_ms(r, "SCMFLOW_SUBMIT_RETRY_BASE");
+    int64_t cap = os_setting_ms(r, "SCMFLOW_SUBMIT_RETRY_MAX"), d = base;
+    unsigned char rnd[2] = {0, 0};
+
+    for (int64_t i = 1; i < attempt && d < cap; i++)
+        d *= 2;
+    if (d > cap)
+        d = cap;
+    (void)RAND_bytes(rnd, 2);
+    /* +-25% jitter */
+    return d * 3 / 4 + (d / 2) * (int64_t)(rnd[0] | rnd[1] << 8) / 65536;
+}
+
+static int emit_ev(os_runner *r, const char *type, const char *order_id, cJSON *d,
+                   const char *corr, sf_error *err)
+{
+    int rc;
+
+    if (d == NULL)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+    rc = os_emit_tx(r, type, order_id, d, corr, err);
+    cJSON_Delete(d);
+    return rc;
+}
+
+static cJSON *ev_base(const char *order_id)
+{
+    cJSON *d = cJSON_CreateObject();
+
+    if (d)
+        cJSON_AddStringToObject(d, "order_id", order_id);
+    return d;
+}
+
+static int record_done(os_runner *r, op *o, sf_error *err)
+{
+    static const char sql_op[] =
+        "UPDATE scm_operations SET state = 'done', result = $2::jsonb, finished_at = now(),"
+        " lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = now()"
+        " WHERE id = $1::bigint";
+    static const char sql_enroll[] =
+        "UPDATE orders SET state = 'submitted', ssl_id = $2::bigint, renew_id = nullif($3, ''),"
+        " submitted_at = now(), next_check_at = now() + $4::bigint * interval '1 millisecond',"
+        " check_step = 0, last_error = NULL, updated_at = now() WHERE id = $1";
+    static const char sql_renew[] =
+        "UPDATE orders SET state = 'submitted', ssl_id = $2::bigint,"
+        " csr_pem = coalesce($5, (SELECT csr_pem FROM orders WHERE id = $6)),"
+        " private_key_sealed = $7, submitted_at = now(),"
+        " next_check_at = now() + $4::bigint * interval '1 millisecond', check_step = 0,"
+        " last_error = NULL, updated_at = now() WHERE id = $1";
+    static const char sql_reissue[] =
+        "UPDATE orders SET state = 'submitted', scm_status = NULL, issued_at = NULL,"
+        " csr_pem = coalesce($2, csr_pem), private_key_sealed = coalesce($3, private_key_sealed),"
+        " sans = CASE WHEN $4::jsonb IS NULL THEN sans"
+        "        ELSE ARRAY(SELECT jsonb_array_elements_text($4::jsonb)) END,"
+        " next_check_at = now() + $5::bigint * interval '1 millisecond', check_step = 0,"
+        " last_error = NULL, updated_at = now() WHERE id = $1";
+    static const char sql_revoke[] =
+        "UPDATE orders SET state = 'revoked', scm_status = 'Revoked', next_check_at = NULL,"
+        " last_error = NULL, updated_at = now() WHERE id = $1";
+    static const char sql_cert_revoked[] =
+        "UPDATE certificates SET status = 'revoked', updated_at = now() WHERE order_id = $1";
+    static const char sql_hist[] =
+        "INSERT INTO order_status_history (order_id, old_state, new_state, reason)"
+        " VALUES ($1, $2, $3, $4)";
+    sf_db *db = sf_worker_dbh(os_worker(r));
+    char idb[32], sslb[32], firstb[32], *res_txt = NULL, *carried = NULL;
+    cJSON *res = cJSON_CreateObject(), *d;
+    int rc = -1;
+
+    (void)sf_snprintf(idb, sizeof(idb), "%lld", (long long)o->id);
+    (void)sf_snprintf(sslb, sizeof(sslb), "%lld", (long long)o->new_ssl_id);
+    (void)sf_snprintf(firstb, sizeof(firstb), "%lld",
+                      (long long)os_setting_ms(r, "SCMFLOW_SUBMIT_FIRST_CHECK"));
+    if (o->new_ssl_id > 0)
+        cJSON_AddNumberToObject(res, "ssl_id", (double)o->new_ssl_id);
+    if ((res_txt = cJSON_PrintUnformatted(res)) == NULL) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        goto out;
+    }
+    {
+        const char *p[2] = {idb, res_txt};
+
+        if (sf_db_exec(db, sql_op, 2, p, NULL, err) < 0)
+            goto out;
+    }
+    if (strcmp(o->kind, "enroll") == 0) {
+        const char *p[4] = {o->order_id, sslb, o->new_renew_id, firstb};
+        const char *h[4] = {o->order_id, "submitting", "submitted", "enrolled"};
+
+        if (sf_db_exec(db, sql_enroll, 4, p, NULL, err) < 0 ||
+            sf_db_exec(db, sql_hist, 4, h, NULL, err) < 0)
+            goto out;
+        d = ev_base(o->order_id);
+        cJSON_AddNumberToObject(d, "ssl_id", (double)o->new_ssl_id);
+        cJSON_AddStringToObject(d, "action", "enroll");
+        if (emit_ev(r, SF_EV_ORDER_SUBMITTED, o->order_id, d, o->command_id, err) < 0)
+            goto out;
+        sf_log_info("order %s submitted: sslId %lld", o->order_id, (long long)o->new_ssl_id);
+    } else if (strcmp(o->kind, "renew") == 0) {
+        const char *key = o->key_sealed;
+
+        if (key == NULL && o->from_order) {
+            /* no new key: the renewal keeps the old key, re-bound to the new order id */
+            static const char sql_old[] = "SELECT private_key_sealed FROM orders WHERE id = $1";
+            const char *p1[1] = {o->from_order};
+            PGresult *kr = NULL;
+
+            if (sf_db_exec(db, sql_old, 1, p1, &kr, err) < 0)
+                goto out;
+            if (PQntuples(kr) == 1 && !PQgetisnull(kr, 0, 0)) {
+                char aad[200], aad2[200];
+                unsigned char *pl = NULL;
+                size_t pll = 0;
+
+                (void)sf_snprintf(aad, sizeof(aad), OS_AAD_KEY_FMT, o->from_order);
+                (void)sf_snprintf(aad2, sizeof(aad2), OS_AAD_KEY_FMT, o->order_id);
+                if (sf_unseal(os_sealer(r), PQgetvalue(kr, 0, 0), aad, &pl, &pll, err) < 0 ||
+                    sf_seal(os_sealer(r), pl, pll, aad2, &carried, err) < 0) {
+                    sf_secret_free(pl, pll);
+                    PQclear(kr);
+                    goto out;
+                }
+                sf_secret_free(pl, pll);
+            }
+            PQclear(kr);
+            key = carried;
+        }
+        {
+            const char *p[7] = {o->order_id, sslb, NULL, firstb, o->csr, o->from_order, key};
+
+            if (sf_db_exec(db, sql_renew, 7, p, NULL, err) < 0)
+                goto out;
+        }
+        d = ev_base(o->order_id);
+        cJSON_AddNumberToObject(d, "ssl_id", (double)o->new_ssl_id);
+        if (o->from_ssl_id > 0)
+            cJSON_AddNumberToObject(d, "previous_ssl_id", (double)o->from_ssl_id);
+        if (o->from_order)
+            cJSON_AddStringToObject(d, "renewed_from", o->from_order);
+        if (emit_ev(r, SF_EV_ORDER_RENEWED, o->order_id, d, o->command_id, err) < 0)
+            goto out;
+    } else if (strcmp(o->kind, "reissue") == 0) {
+        const cJSON *sans = cJSON_GetObjectItemCaseSensitive(o->request, "sans");
+        char *sans_txt = cJSON_IsArray(sans) ? cJSON_PrintUnformatted(sans) : NULL;
+        const char *p[5] = {o->order_id, o->csr, o->key_sealed, sans_txt, firstb};
+        int x = sf_db_exec(db, sql_reissue, 5, p, NULL, err);
+
+        cJSON_free(sans_txt);
+        if (x < 0)
+            goto out;
+        d = ev_base(o->order_id);
+        cJSON_AddNumberToObject(d, "ssl_id", (double)o->ssl_id);
+        if (emit_ev(r, SF_EV_ORDER_REISSUED, o->order_id, d, o->command_id, err) < 0)
+            goto out;
+    } else {
+        const cJSON *rcode = cJSON_GetObjectItemCaseSensitive(o->request, "reason_code");
+        const char *p[1] = {o->order_id};
+
+        if (sf_db_exec(db, sql_revoke, 1, p, NULL, err) < 0 ||
+            sf_db_exec(db, sql_cert_revoked, 1, p, NULL, err) < 0)
+            goto out;
+        d = ev_base(o->order_id);
+        cJSON_AddNumberToObject(d, "ssl_id", (double)o->ssl_id);
+        if (cJSON_IsNumber(rcode))
+            cJSON_AddNumberToObject(d, "reason_code", rcode->valuedouble);
+        if (emit_ev(r, SF_EV_ORDER_REVOKED, o->order_id, d, o->command_id, err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    free(carried);
+    cJSON_free(res_txt);
+    cJSON_Delete(res);
+    return rc;
+}
+
+static int record_refused(os_runner *r, op *o, sf_error *err)
+{
+    static const char sql_op[] =
+        "UPDATE scm_operations SET state = 'failed', result = $2::jsonb, last_error = $2::jsonb,"
+        " finished_at = now(), lease_owner = NULL, lease_until = NULL, updated_at = now()"
+        " WHERE id = $1::bigint";
+    static const char sql_fail_order[] =
+        "UPDATE orders SET state = 'failed', last_error = $2::jsonb, next_check_at = NULL,"
+        " updated_at = now() WHERE id = $1";
+    static const char sql_note_order[] =
+        "UPDATE orders SET last_error = $2::jsonb, updated_at = now() WHERE id = $1";
+    sf_db *db = sf_worker_dbh(os_worker(r));
+    bool creates = strcmp(o->kind, "enroll") == 0 || strcmp(o->kind, "renew") == 0;
+    cJSON *ej = error_json(&o->err, o->err.cls == SF_ERR_REJECTED ? "scm_rejected"
+                                    : o->err.cls == SF_ERR_NOT_FOUND ? "scm_not_found"
+                                                                     : "request_invalid");
+    char idb[32], *ej_txt = cJSON_PrintUnformatted(ej);
+    cJSON *d;
+    int rc = -1;
+
+    (void)sf_snprintf(idb, sizeof(idb), "%lld", (long long)o->id);
+    if (ej_txt == NULL) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        goto out;
+    }
+    {
+        const char *p[2] = {idb, ej_txt};
+        const char *q[2] = {o->order_id, ej_txt};
+
+        if (sf_db_exec(db, sql_op, 2, p, NULL, err) < 0 ||
+            sf_db_exec(db, creates ? sql_fail_order : sql_note_order, 2, q, NULL, err) < 0)
+            goto out;
+    }
+    d = ev_base(o->order_id);
+    cJSON_AddStringToObject(d, "action", o->kind);
+    if (o->ssl_id > 0)
+        cJSON_AddNumberToObject(d, "ssl_id", (double)o->ssl_id);
+    cJSON_AddItemToObject(d, "error", ej);
+    ej = NULL;
+    if (!creates) {
+        /* the order itself is unchanged: the command is refused */
+        cJSON_DeleteItemFromObject(d, "ssl_id");
+    }
+    if (emit_ev(r, creates ? SF_EV_ORDER_FAILED : SF_EV_ORDER_REJECTED, o->order_id, d,
+                o->command_id, err) < 0)
+        goto out;
+    sf_log_warn("%s of order %s refused: %s", o->kind, o->order_id, o->err.msg);
+    rc = 0;
+out:
+    cJSON_free(ej_txt);
+    cJSON_Delete(ej);
+    return rc;
+}
+
+static int record_retry(os_runner *r, op *o, bool unknown, sf_error *err)
+{
+    static const char sql[] =
+        "UPDATE scm_operations SET state = $2, call_started = $3::boolean,"
+        " next_attempt_at = now() + $4::bigint * interval '1 millisecond',"
+        " lease_owner = NULL, lease_until = NULL, last_error = $5::jsonb,"
+        " attempt = attempt + 1, updated_at = now() WHERE id = $1::bigint";
+    static const char sql_attn[] =
+        "UPDATE orders SET needs_attention = true, attention_reason = $2, updated_at = now()"
+        " WHERE id = $1";
+    sf_db *db = sf_worker_dbh(os_worker(r));
+    char idb[32], waitb[32], *ej_txt;
+    int64_t wait = o->err.retry_after_ms > 0 ? o->err.retry_after_ms
+                                             : backoff_ms(r, o->attempt);
+    cJSON *ej = error_json(&o->err, unknown ? "scm_outcome_unknown" : "scm_unavailable");
+    int rc = -1;
+
+    (void)sf_snprintf(idb, sizeof(idb), "%lld", (long long)o->id);
+    (void)sf_snprintf(waitb, sizeof(waitb), "%lld", (long long)wait);
+    if ((ej_txt = cJSON_PrintUnformatted(ej)) == NULL) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        goto out;
+    }
+    {
+        /* TRANSIENT from a POST means it surely did not take effect (the
+         * client only says so for connect failures, 429 and 503) */
+        const char *p[5] = {idb, unknown ? "unknown" : "intent",
+                            unknown || o->was_started ? "true" : "false", waitb, ej_txt};
+
+        if (sf_db_exec(db, sql, 5, p, NULL, err) < 0)
+            goto out;
+    }
+    if (o->attempt + 1 >= os_setting_int(r, "SCMFLOW_SUBMIT_ATTENTION_AFTER")) {
+        const char *q[2] = {o->order_id, o->err.msg};
+
+        if (sf_db_exec(db, sql_attn, 2, q, NULL, err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    cJSON_free(ej_txt);
+    cJSON_Delete(ej);
+    return rc;
+}
+
+static int release_unrun(os_runner *r, op *o, sf_error *err)
+{
+    /* not called (stopping): give the row back; call_started stays as it
+     * was before this claim */
+    static const char sql[] =
+        "UPDATE scm_operations SET call_started = $2::boolean, lease_owner = NULL,"
+        " lease_until = NULL WHERE id = $1::bigint";
+    char idb[32];
+    const char *p[2] = {idb, o->was_started ? "true" : "false"};
+
+    (void)sf_snprintf(idb, sizeof(idb), "%lld", (long long)o->id);
+    (void)r;
+    return sf_db_exec(sf_worker_dbh(os_worker(r)), sql, 2, p, NULL, err);
+}
+
+static int record_all(os_runner *r, op *ops, int n, sf_error *err)
+{
+    sf_db *db = sf_worker_dbh(os_worker(r));
+
+    if (sf_db_begin(db, err) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        op *o = &ops[i];
+        int x = 0;
+
+        sf_log_ctx_order(o->order_id);
+        switch (o->out) {
+        case OUT_DONE: x = record_done(r, o, err); break;
+        case OUT_REFUSED: x = record_refused(r, o, err); break;
+        case OUT_RETRY: x = record_retry(r, o, false, err); break;
+        case OUT_UNKNOWN: x = record_retry(r, o, true, err); break;
+        case OUT_NONE:
+        case OUT_SKIPPED: x = release_unrun(r, o, err); break;
+        }
+        if (x < 0) {
+            (void)sf_db_rollback(db, NULL);
+            sf_log_ctx_order(NULL);
+            return -1;
+        }
+    }
+    sf_log_ctx_order(NULL);
+    return sf_db_commit(db, err);
+}
+
+int os_task_submit(sf_worker *w, void *ud, sf_error *err)
+{
+    os_runner *r = ud;
+    int max = (int)os_setting_int(r, "SCMFLOW_SUBMIT_BATCH");
+    int64_t deadline = sf_now_mono_ms() + os_setting_ms(r, "SCMFLOW_SUBMIT_SLICE");
+    static int64_t next_dead_check;
+    op *ops = calloc((size_t)max, sizeof(*ops));
+    int rc = 0;
+
+    if (ops == NULL)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+    if (sf_now_mono_ms() >= next_dead_check) {
+        free_dead_leases(r);
+        next_dead_check = sf_now_mono_ms() + 2000;
+    }
+    while (!sf_worker_stop_requested(w) && sf_now_mono_ms() < deadline) {
+        int n = 0;
+
+        if (claim_and_prepare(r, ops, max, &n, err) < 0) {
+            rc = -1;
+            break;
+        }
+        if (n == 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            if (ops[i].out == OUT_REFUSED)
+                continue;
+            if (sf_worker_stop_requested(w)) {
+                ops[i].out = OUT_SKIPPED;
+                continue;
+            }
+            run_one(r, &ops[i]);
+        }
+        if (record_all(r, ops, n, err) < 0)
+            rc = -1;
+        for (int i = 0; i < n; i++)
+            op_release(&ops[i]);
+        if (rc < 0 || n < max)
+            break;
+    }
+    free(ops);
+    return rc;
+}

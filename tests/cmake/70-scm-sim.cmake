@@ -1,0 +1,16 @@
+# scm-sim integration tests (bash + curl + openssl + jq). Each test starts its
+# own simulator on a free port (--listen 127.0.0.1:0 --port-file), so they do
+# not need the shared `sim` fixture and can run in parallel.
+if(TARGET scm-sim)
+  set(_sim_dir ${PROJECT_SOURCE_DIR}/tests/integration/scm-sim)
+  set(_sim_env "SCM_SIM=$<TARGET_FILE:scm-sim>" "SCMFLOW_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  foreach(_sim_t api faults tls)
+    add_test(NAME integration.scm_sim.${_sim_t} COMMAND ${_sim_dir}/test_${_sim_t}.sh)
+    set_tests_properties(integration.scm_sim.${_sim_t} PROPERTIES
+      LABELS integration TIMEOUT 300 ENVIRONMENT "${_sim_env}")
+  endforeach()
+  # 100,000 generated certificates paged by 200; prints the time taken.
+  add_test(NAME integration.scm_sim.bulk_100k COMMAND ${_sim_dir}/test_bulk.sh)
+  set_tests_properties(integration.scm_sim.bulk_100k PROPERTIES
+    LABELS integration TIMEOUT 600 ENVIRONMENT "${_sim_env}")
+endif()

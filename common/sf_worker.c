@@ -572,8 +572,18 @@ static batch_result run_batch_direct(sf_worker *w, item *items, size_t n, sf_err
         if (!items[i].ev || items[i].dlq_done)
             continue;
         ctx.it = &items[i];
-        if (w->def->handler(&ctx, items[i].ev, err) < 0)
+        if (w->def->handler(&ctx, items[i].ev, err) < 0) {
+            if (err && (err->cls == SF_ERR_INVALID || err->cls == SF_ERR_REJECTED)) {
+                char reason[700];
+
+                reason_of(err, reason, sizeof(reason));
+                if (deadletter(w, &items[i], reason) < 0)
+                    return BATCH_RETRY;
+                sf_error_clear(err);
+                continue;
+            }
             return err && err->cls == SF_ERR_FATAL ? BATCH_FATAL : BATCH_RETRY;
+        }
     }
     if (sf_kafka_flush(w->prod, 30000, err) < 0 || w->direct_failed)
         return BATCH_RETRY;

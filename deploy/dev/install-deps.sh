@@ -11,6 +11,7 @@ PACKAGES=(
     libmicrohttpd-dev libcmocka-dev openssl
     'default-jre-headless|openjdk-17-jre-headless' kcat docker-compose valgrind
     curl procps iproute2
+    clang libclang-rt-14-dev python3 python3-jsonschema
 )
 
 installed() {

@@ -135,22 +135,11 @@ void record_clear(void)
     g_sim.rec_head = 0;
 }
 
-/* Caller holds the lock. */
-static void record_add(struct MHD_Connection *c, const char *method, const char *path,
-                       const char *body, size_t body_len, int status, const char *fault)
+/* Build an entry outside the lock (the costly part), insert it under the lock. */
+static void record_prepare(sim_record *e, struct MHD_Connection *c, const char *method, const char *path,
+                           const char *body, size_t body_len, int status, const char *fault)
 {
-    if (!g_sim.records || g_sim.rec_max == 0)
-        return;
-    sim_record *e;
-    if (g_sim.rec_count == g_sim.rec_max) {
-        e = &g_sim.records[g_sim.rec_head];
-        record_free(e);
-        g_sim.rec_head = (g_sim.rec_head + 1) % g_sim.rec_max;
-    } else {
-        e = &g_sim.records[(g_sim.rec_head + g_sim.rec_count) % g_sim.rec_max];
-        g_sim.rec_count++;
-    }
-    e->seq = ++g_sim.rec_seq;
+    memset(e, 0, sizeof *e);
     e->time_ms = sim_now_ms();
     snprintf(e->method, sizeof e->method, "%s", method);
     e->path = strdup(path);
@@ -171,6 +160,27 @@ static void record_add(struct MHD_Connection *c, const char *method, const char 
         e->body[bl] = '\0';
     }
     e->status = status;
+}
+
+/* Caller holds the lock; takes over the strings of *src. */
+static void record_insert(sim_record *src)
+{
+    if (!g_sim.records || g_sim.rec_max == 0) {
+        record_free(src);
+        return;
+    }
+    sim_record *e;
+    if (g_sim.rec_count == g_sim.rec_max) {
+        e = &g_sim.records[g_sim.rec_head];
+        record_free(e);
+        g_sim.rec_head = (g_sim.rec_head + 1) % g_sim.rec_max;
+    } else {
+        e = &g_sim.records[(g_sim.rec_head + g_sim.rec_count) % g_sim.rec_max];
+        g_sim.rec_count++;
+    }
+    *e = *src;
+    e->seq = ++g_sim.rec_seq;
+    memset(src, 0, sizeof *src);
 }
 
 /* ------------------------------------------------------------- faults */
@@ -476,8 +486,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         resp_error(&resp, 429, -1, "Too many requests");
         resp.retry_after_s = retry_after >= 0 ? retry_after : 1;
     } else if (fault_kind == SIM_FK_RESET || fault_kind == SIM_FK_HANG) {
+        sim_record rec;
+        record_prepare(&rec, c, method, url, req.body, req.body_len, 0, fk_names[fault_kind]);
         pthread_mutex_lock(&g_sim.mu);
-        record_add(c, method, url, req.body, req.body_len, 0, fk_names[fault_kind]);
+        record_insert(&rec);
         pthread_mutex_unlock(&g_sim.mu);
         if (fault_kind == SIM_FK_HANG)
             sleep_ms_interruptible(hang_ms);
@@ -494,8 +506,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         else
             api_handle(&req, &resp);
     }
-    record_add(c, method, url, req.body, req.body_len, fault_kind == SIM_FK_TAC ? 0 : resp.status,
-               fault_kind ? fk_names[fault_kind] : (limited ? "rate_limit" : NULL));
+    pthread_mutex_unlock(&g_sim.mu);
+    sim_record rec;
+    record_prepare(&rec, c, method, url, req.body, req.body_len, fault_kind == SIM_FK_TAC ? 0 : resp.status,
+                   fault_kind ? fk_names[fault_kind] : (limited ? "rate_limit" : NULL));
+    pthread_mutex_lock(&g_sim.mu);
+    record_insert(&rec);
     pthread_mutex_unlock(&g_sim.mu);
 
     if (fault_kind == SIM_FK_TAC) {

@@ -349,17 +349,20 @@ static int finish(imp *im, int64_t started_ms, const char *error_text, bool retr
 {
     static const char sql_ok[] =
         "UPDATE catalog_jobs SET state = 'succeeded', finished_at = now(), updated_at = now(),"
-        " lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $1 AND lease_owner = $2";
+        " lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $1 AND lease_owner = $2"
+        " RETURNING (extract(epoch from now() - created_at) * 1000)::bigint";
     static const char sql_fail[] =
         "UPDATE catalog_jobs SET state = $3, last_error = $4, lease_owner = NULL, lease_until = NULL,"
         " next_attempt_at = now() + ($5::bigint * interval '1 millisecond'), updated_at = now(),"
-        " finished_at = CASE WHEN $3 = 'failed' THEN now() END WHERE id = $1 AND lease_owner = $2";
+        " finished_at = CASE WHEN $3 = 'failed' THEN now() END WHERE id = $1 AND lease_owner = $2"
+        " RETURNING (extract(epoch from now() - created_at) * 1000)::bigint";
     sf_db *db = cs_runner_db(im->r);
     char id[32], delay[32];
     const char *pok[2] = {id, cs_runner_owner(im->r)};
     const char *pf[5] = {id, cs_runner_owner(im->r), retry ? "pending" : "failed", error_text, delay};
     cJSON *d = NULL;
     PGresult *res = NULL;
+    int64_t job_ms = 0;
     int rc = -1;
 
     (void)sf_snprintf(id, sizeof(id), "%lld", (long long)im->job_id);
@@ -369,11 +372,13 @@ static int finish(imp *im, int64_t started_ms, const char *error_text, bool retr
     if (error_text == NULL ? sf_db_exec(db, sql_ok, 2, pok, &res, err) < 0
                            : sf_db_exec(db, sql_fail, 5, pf, &res, err) < 0)
         goto rollback;
-    if (sf_db_affected(res) != 1) {
+    if (PQntuples(res) != 1) {
         (void)sf_db_rollback(db, NULL);
         rc = 0;
         goto out;
     }
+    /* The whole job (all slices and restarts), not just this run. */
+    (void)sf_db_get_i64(res, 0, 0, &job_ms, NULL);
     if (error_text == NULL || !retry) {
         d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "account", im->account);
@@ -381,7 +386,7 @@ static int finish(imp *im, int64_t started_ms, const char *error_text, bool retr
         cJSON_AddNumberToObject(d, "updated", (double)im->updated);
         cJSON_AddNumberToObject(d, "skipped", (double)im->skipped);
         cJSON_AddNumberToObject(d, "total", (double)im->done);
-        cJSON_AddNumberToObject(d, "duration_ms", (double)(sf_now_mono_ms() - started_ms));
+        cJSON_AddNumberToObject(d, "duration_ms", (double)(job_ms > 0 ? job_ms : sf_now_mono_ms() - started_ms));
         if (error_text != NULL)
             cJSON_AddStringToObject(d, "error", error_text);
         if (cs_emit(im->r, SF_EV_ORDERS_IMPORTED, im->account, d, im->command_id, err) < 0)

@@ -291,13 +291,22 @@ static int cmd_create(ctl_ctx *c, int argc, char **argv)
     }
     if (ctl_account_opt(c) && !cJSON_HasObjectItem(d, "account"))
         set_str(d, "account", ctl_account_opt(c));
-    if (!cJSON_HasObjectItem(d, "key_algorithm") && !cJSON_HasObjectItem(d, "csr"))
+    /* required by the contract even with --csr (the worker then checks the
+     * CSR's own key against the profile) */
+    if (!cJSON_HasObjectItem(d, "key_algorithm"))
         set_str(d, "key_algorithm", "RSA");
-    if (!cJSON_HasObjectItem(d, "key_size") && !cJSON_HasObjectItem(d, "csr")) {
+    if (!cJSON_HasObjectItem(d, "key_size")) {
         const cJSON *alg = cJSON_GetObjectItemCaseSensitive(d, "key_algorithm");
 
         cJSON_AddNumberToObject(d, "key_size",
                                 cJSON_IsString(alg) && strcmp(alg->valuestring, "EC") == 0 ? 256 : 2048);
+    }
+    if (!cJSON_HasObjectItem(d, "sans")) {
+        /* the contract requires the list; the CN is the usual only SAN */
+        const cJSON *cn = cJSON_GetObjectItemCaseSensitive(d, "common_name");
+
+        if (cJSON_IsString(cn))
+            add_str_array(d, "sans", cn->valuestring);
     }
     if (!cJSON_HasObjectItem(d, "keystore_type"))
         set_str(d, "keystore_type", "PEM");

@@ -25,6 +25,15 @@ run() {
     prefix=$(tenv_topic_prefix "bench-$mode-$workers")
     export SCMFLOW_DATABASE_URL=$db SCMFLOW_TOPIC_PREFIX=$prefix SCMFLOW_CONSUMER_GROUP="g-$prefix"
     export SCMFLOW_WORKER_DIRECT=$([ "$mode" = direct ] && echo true || echo false)
+    # The dev broker (librdkafka mock) keeps at most 5 MB per partition log
+    # and evicts older data: 100,000 events need more than its default 4
+    # partitions, so create the topics wide through its control API.
+    if [ -n "${KAFKA_DEVBROKER_CONTROL:-}" ]; then
+        for t in test.in events deadletter; do
+            tenv_kafka_ctl "topic?name=${prefix}${t}&partitions=${BENCH_PARTITIONS:-16}" >/dev/null \
+                || tenv_fail "could not create topic ${prefix}${t}"
+        done
+    fi
     timeout -s KILL 300 "$BIN/sf-test-produce" --brokers "$SCMFLOW_KAFKA_BROKERS" --topic "${prefix}test.in" \
         --count "$N" --timeout-ms 120000 >/dev/null || tenv_fail "produce failed"
     for i in $(seq 1 "$workers"); do

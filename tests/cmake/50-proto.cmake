@@ -44,6 +44,11 @@ endif()
 # 3. Fixtures vs proto/schemas/*.schema.json with Python's jsonschema
 #    (Debian: python3-jsonschema): an engine that is not ours must reach the
 #    same verdict as sf_event_decode on every fixture.
+# Debian's interpreter first: deploy/dev/install-deps.sh installs
+# python3-jsonschema for it (a pyenv python on PATH may lack the module).
+if(EXISTS /usr/bin/python3)
+  set(Python3_EXECUTABLE /usr/bin/python3)
+endif()
 find_package(Python3 COMPONENTS Interpreter QUIET)
 if(Python3_Interpreter_FOUND)
   execute_process(COMMAND ${Python3_EXECUTABLE} -c "import jsonschema"
@@ -52,6 +57,8 @@ if(Python3_Interpreter_FOUND)
     add_test(NAME unit.proto_schema_crosscheck
       COMMAND ${Python3_EXECUTABLE} ${_sf_msg_fixtures}/crosscheck.py)
     set_tests_properties(unit.proto_schema_crosscheck PROPERTIES LABELS unit TIMEOUT 120)
+  elseif(DEFINED ENV{CI})
+    message(FATAL_ERROR "python3-jsonschema missing: CI must run unit.proto_schema_crosscheck (deploy/dev/install-deps.sh installs it)")
   else()
     message(STATUS "python3-jsonschema missing: unit.proto_schema_crosscheck not registered")
   endif()

@@ -17,11 +17,11 @@ if(TARGET catalog-sync AND TARGET scmctl AND TARGET scm-sim AND TARGET kafka-dev
       FIXTURES_REQUIRED "pg;kafka" ENVIRONMENT "${_cat_env}")
   endfunction()
   _cat_test(integration.catalog.account account.sh 120 integration)
-  _cat_test(integration.catalog.sync catalog_sync.sh 240 integration)
-  _cat_test(integration.catalog.schedule catalog_schedule.sh 240 integration)
-  _cat_test(fault.catalog.sync_faults catalog_faults.sh 300 "integration;fault")
+  _cat_test(integration.catalog.sync catalog_sync.sh 420 integration)
+  _cat_test(integration.catalog.schedule catalog_schedule.sh 300 integration)
+  _cat_test(fault.catalog.sync_faults catalog_faults.sh 420 "integration;fault")
   _cat_test(integration.catalog.import import.sh 600 integration)
-  _cat_test(fault.catalog.import_kill import_kill.sh 400 "integration;fault")
+  _cat_test(fault.catalog.import_kill import_kill.sh 500 "integration;fault")
 
   add_test(NAME bench.catalog.import COMMAND bash ${PROJECT_SOURCE_DIR}/tests/bench/bench_import.sh)
   set_tests_properties(bench.catalog.import PROPERTIES LABELS bench TIMEOUT 900

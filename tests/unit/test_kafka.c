@@ -237,6 +237,55 @@ static void test_produce_sync_timeout(void **state)
     sf_kafka_producer_free(p);
 }
 
+typedef struct seen {
+    char v[8][16];
+    int n;
+} seen;
+
+static void on_hdr(void *ud, const void *v, size_t len)
+{
+    seen *s = ud;
+
+    if (s->n < 8 && len < sizeof(s->v[0])) {
+        memcpy(s->v[s->n], v, len);
+        s->v[s->n][len] = '\0';
+        s->n++;
+    }
+}
+
+static void test_scan_tail(void **state)
+{
+    fixture *f = *state;
+    sf_kafka_opts o = {f->brokers, NULL, NULL, 0};
+    sf_kafka_producer *p;
+    sf_error err;
+    char t[128];
+    seen s;
+
+    memset(&s, 0, sizeof(s));
+    sf_snprintf(t, sizeof(t), "%stail", f->prefix);
+    sf_error_clear(&err);
+    /* A topic that does not exist yet is empty, not an error. */
+    assert_int_equal(sf_kafka_scan_tail(&o, t, 2, "h", on_hdr, &s, 5000, &err), 0);
+    assert_int_equal(s.n, 0);
+    p = sf_kafka_producer_new(&o, &err);
+    assert_non_null(p);
+    for (int i = 1; i <= 3; i++) {
+        char v[4];
+        sf_kafka_header h = {"h", v, 1};
+
+        sf_snprintf(v, sizeof(v), "%d", i);
+        assert_int_equal(sf_kafka_produce_sync(p, t, "same", "x", 1, &h, 1, 10000, &err), 0);
+    }
+    assert_int_equal(sf_kafka_produce_sync(p, t, "same", "no-header", 9, NULL, 0, 10000, &err), 0);
+    sf_kafka_producer_free(p);
+    /* Last 3 messages of the partition: headers 2 and 3 (the 4th has none). */
+    assert_int_equal(sf_kafka_scan_tail(&o, t, 3, "h", on_hdr, &s, 10000, &err), 0);
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.v[0], "2");
+    assert_string_equal(s.v[1], "3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_broker_is_transient),
         cmocka_unit_test(test_produce_consume_deadletter),
         cmocka_unit_test(test_produce_sync_timeout),
+        cmocka_unit_test(test_scan_tail),
     };
 
     sf_log_init("test_kafka", SF_LOG_WARN, SF_LOG_TEXT);

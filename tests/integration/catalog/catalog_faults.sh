@@ -10,7 +10,7 @@ ct_sim
 ct_account
 ct_worker w1 SCMFLOW_CATALOG_RETRY_BASE=1s SCMFLOW_CATALOG_RETRY_MAX=2s
 
-out=$(timeout 90 "$SCMCTL" sync --timeout 60s --json) || ct_fail "first sync: $out"
+out=$(timeout 200 "$SCMCTL" sync --timeout 180s --json) || ct_fail "first sync: $out"
 snap() {
     ct_sql "select md5(string_agg(t, '|' order by t)) from (
               select 'o' || id || name || status || last_synced_at as t from catalog_organizations

@@ -10,7 +10,7 @@ ct_account
 ct_worker r1 SCMFLOW_CATALOG_SYNC_INTERVAL=2s
 ct_worker r2 SCMFLOW_CATALOG_SYNC_INTERVAL=2s
 # Wait for 5 scheduled runs (deadline), then stop both replicas.
-tenv_wait_for 60 bash -c "[ \"\$(psql '$CT_DB_URL' -XAtqc \"select count(*) from catalog_jobs where trigger='schedule' and state='succeeded'\")\" -ge 5 ]" \
+tenv_wait_for 200 bash -c "[ \"\$(psql '$CT_DB_URL' -XAtqc \"select count(*) from catalog_jobs where trigger='schedule' and state='succeeded'\")\" -ge 5 ]" \
     || ct_fail "scheduled syncs did not run: $(ct_sql "select count(*) from catalog_jobs where trigger='schedule'")"
 for p in "${CT_PIDS[@]:1}"; do kill -TERM "$p"; done
 for p in "${CT_PIDS[@]:1}"; do tenv_wait_for 30 bash -c "! kill -0 $p" || ct_fail "replica $p did not stop"; done

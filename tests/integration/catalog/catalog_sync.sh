@@ -9,7 +9,7 @@ ct_sim
 ct_account
 ct_worker w1
 
-out=$(timeout 90 "$SCMCTL" sync --timeout 60s --json) || ct_fail "first sync: $out"
+out=$(timeout 200 "$SCMCTL" sync --timeout 180s --json) || ct_fail "first sync: $out"
 [ "$(jq -r .type <<<"$out")" = catalog.synced ] || ct_fail "first sync answered $out"
 [ "$(jq .data.organizations <<<"$out")" = 4 ] || ct_fail "organizations total: $out"
 [ "$(jq .data.domains <<<"$out")" = 8 ] || ct_fail "domains total: $out"
@@ -40,7 +40,7 @@ ct_sim_post catalog '{"organizations": [{"id": 1002, "name": "Other Org Renamed"
                                    "state": "ACTIVE", "delegations": [{"orgId": 1001, "certTypes": ["SSL"]}]}],
                       "profiles": [{"id": 506, "deleted": true}]}' || ct_fail "patch the sim catalog"
 
-out=$(timeout 90 "$SCMCTL" sync --timeout 60s --json) || ct_fail "second sync: $out"
+out=$(timeout 200 "$SCMCTL" sync --timeout 180s --json) || ct_fail "second sync: $out"
 c=$(jq -c .data.counts <<<"$out")
 [ "$(jq .organizations.added <<<"$c")" = 1 ] && [ "$(jq .organizations.changed <<<"$c")" = 1 ] \
     && [ "$(jq .organizations.removed <<<"$c")" = 0 ] || ct_fail "organization counts: $c"

@@ -11,9 +11,9 @@ ct_worker w1 SCMFLOW_FAILPOINT=import.before_page_commit:8 SCMFLOW_CATALOG_LEASE
 victim=$CT_LAST_PID
 total=$(curl -fsS "$CT_SIM_ADMIN/state" | jq .certificates)
 
-"$SCMCTL" import --timeout 180s --json > "$CT_DIR/import.json" 2>"$CT_DIR/import.err" &
+"$SCMCTL" import --timeout 240s --json > "$CT_DIR/import.json" 2>"$CT_DIR/import.err" &
 ctl=$!
-tenv_wait_for 60 bash -c "! kill -0 $victim" || ct_fail "failpoint did not kill the worker"
+tenv_wait_for 200 bash -c "! kill -0 $victim" || ct_fail "failpoint did not kill the worker"
 wait "$victim"; rc=$?
 [ $rc -eq 137 ] || ct_fail "worker exit status $rc, expected SIGKILL (137)"
 committed=$(ct_sql "select done from catalog_jobs where kind='import'")

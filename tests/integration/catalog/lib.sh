@@ -24,6 +24,12 @@ ct_cleanup() {
         for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null
     done
+    # Workers run under ASan/UBSan in the sanitizer build: a report in a
+    # worker's log fails the test even when everything else passed.
+    if grep -lE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$CT_DIR"/*.log >/dev/null 2>&1; then
+        echo "FAIL: sanitizer report in $(grep -lE "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" "$CT_DIR"/*.log)" >&2
+        rc=1
+    fi
     if [ $rc -ne 0 ]; then
         echo "---- logs ($CT_DIR) ----" >&2
         for f in "$CT_DIR"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 40 "$f" >&2; }; done

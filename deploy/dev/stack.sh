@@ -139,6 +139,11 @@ export KAFKA_DEVBROKER_CONTROL=http://127.0.0.1:$kport
 export SCMFLOW_TOPIC_PREFIX=${SCMFLOW_TOPIC_PREFIX:-scm.}
 export SCMFLOW_MASTER_KEY_FILE=$dir/master.key
 export SCMFLOW_LOG_FORMAT=${SCMFLOW_LOG_FORMAT:-text}
+# Dev pacing: the simulator issues within seconds, so check soon and often
+# (production defaults: first check after 60s, ladder 30s..12h).
+export SCMFLOW_SUBMIT_FIRST_CHECK=${SCMFLOW_SUBMIT_FIRST_CHECK:-1s}
+export SCMFLOW_STATUS_LADDER=${SCMFLOW_STATUS_LADDER:-1s,2s,5s,10s,30s,1m,5m,30m}
+export SCMFLOW_CATALOG_JOB_POLL=${SCMFLOW_CATALOG_JOB_POLL:-200ms}
 ENV
     if [ -n "$scm_url" ]; then
         echo "export SCMFLOW_SCM_BASE_URL=$scm_url" >> "$dir/env.tmp"

@@ -13,37 +13,37 @@ curl -fsS -X DELETE "$OT_SIM_ADMIN/requests" >/dev/null
 
 # case: id | extra-json-overrides (jq expression on the base order) | expected code | expected field
 cases=(
- "v-org|.organization=9999|unknown_organization|data.organization"
- "v-orgname|.organization=\"No Such Org\"|unknown_organization|data.organization"
- "v-nossl|.organization=1003|organization_no_ssl|data.organization"
- "v-prof|.profile=999|unknown_profile|data.profile"
- "v-profavail|.profile=505|profile_not_available|data.profile"
- "v-term|.term_days=90|term_not_allowed|data.term_days"
- "v-keyalg|.profile=502 | .key_algorithm=\"EC\" | .key_size=256|key_not_allowed|data.key_size"
- "v-keysize|.profile=502 | .key_size=3072 | .key_algorithm=\"RSA\"|key_not_allowed|data.key_size"
- "v-unknown|.common_name=\"www.nowhere.example\" | .sans=[]|domain_unknown|data.common_name"
- "v-unval|.common_name=\"a.unvalidated.test\" | .sans=[]|domain_not_validated|data.common_name"
- "v-expired|.common_name=\"a.expired.test\" | .sans=[]|domain_not_validated|data.common_name"
- "v-stale|.common_name=\"a.stale.test\" | .sans=[]|domain_validation_expired|data.common_name"
- "v-other|.common_name=\"a.other.test\" | .sans=[]|domain_not_delegated|data.common_name"
- "v-susp|.common_name=\"a.suspended.test\" | .sans=[]|domain_inactive|data.common_name"
- "v-smime|.common_name=\"a.smimeonly.test\" | .sans=[]|domain_not_delegated|data.common_name"
- "v-wild|.common_name=\"*.nowild.test\" | .sans=[]|wildcard_not_allowed|data.common_name"
- "v-san|.sans=[\"ok.scmflow.test\",\"bad.other.test\"]|domain_not_delegated|data.sans[1]"
- "v-label|.common_name=\"-bad.scmflow.test\" | .sans=[]|invalid_name|data.common_name"
- "v-single|.common_name=\"localhost\" | .sans=[]|invalid_name|data.common_name"
- "v-email|.external_requesters=[\"x@localhost\"]|invalid_email|data.external_requesters[0]"
- "v-emails|.external_requesters=[range(0;20)|\"requester-number-\\(.)-with-a-long-name@scmflow.test\"]|requesters_too_long|data.external_requesters"
- "v-custom|.custom_fields=[]|custom_field_missing|data.custom_fields"
- "v-custom2|.custom_fields+=[{\"name\":\"Nope\",\"value\":\"x\"}]|custom_field_unknown|data.custom_fields[1].name"
- "v-account|.account=\"nosuch\"|unknown_account|data.account"
+ "v-org~.organization=9999~unknown_organization~data.organization"
+ "v-orgname~.organization=\"No Such Org\"~unknown_organization~data.organization"
+ "v-nossl~.organization=1003~organization_no_ssl~data.organization"
+ "v-prof~.profile=999~unknown_profile~data.profile"
+ "v-profavail~.profile=505~profile_not_available~data.profile"
+ "v-term~.term_days=90~term_not_allowed~data.term_days"
+ "v-keyalg~.profile=502 | .key_algorithm=\"EC\" | .key_size=256~key_not_allowed~data.key_size"
+ "v-keysize~.profile=502 | .key_size=3072 | .key_algorithm=\"RSA\"~key_not_allowed~data.key_size"
+ "v-unknown~.common_name=\"www.nowhere.example\" | .sans=[]~domain_unknown~data.common_name"
+ "v-unval~.common_name=\"a.unvalidated.test\" | .sans=[]~domain_not_validated~data.common_name"
+ "v-expired~.common_name=\"a.expired.test\" | .sans=[]~domain_not_validated~data.common_name"
+ "v-stale~.common_name=\"a.stale.test\" | .sans=[]~domain_validation_expired~data.common_name"
+ "v-other~.common_name=\"a.other.test\" | .sans=[]~domain_not_delegated~data.common_name"
+ "v-susp~.common_name=\"a.suspended.test\" | .sans=[]~domain_inactive~data.common_name"
+ "v-smime~.common_name=\"a.smimeonly.test\" | .sans=[]~domain_not_delegated~data.common_name"
+ "v-wild~.common_name=\"*.nowild.test\" | .sans=[]~wildcard_not_allowed~data.common_name"
+ "v-san~.sans=[\"ok.scmflow.test\",\"bad.other.test\"]~domain_not_delegated~data.sans[1]"
+ "v-label~.common_name=\"-bad.scmflow.test\" | .sans=[]~invalid_name~data.common_name"
+ "v-single~.common_name=\"localhost\" | .sans=[]~invalid_name~data.common_name"
+ "v-email~.external_requesters=[\"x@localhost\"]~invalid_email~data.external_requesters[0]"
+ "v-emails~.external_requesters=[range(0;20)|\"requester-number-\\(.)-with-a-long-name@scmflow.test\"]~requesters_too_long~data.external_requesters"
+ "v-custom~.custom_fields=[]~custom_field_missing~data.custom_fields"
+ "v-custom2~.custom_fields+=[{\"name\":\"Nope\",\"value\":\"x\"}]~custom_field_unknown~data.custom_fields[1].name"
+ "v-account~.account=\"nosuch\"~unknown_account~data.account"
 )
 ids=()
 for c in "${cases[@]}"; do
-    IFS='|' read -r id expr code field <<<"$c"
+    IFS='~' read -r id expr code field <<<"$c"
     data=$(ot_enroll_json "$id" "$id.scmflow.test" | jq -c "$expr")
     ot_publish scmflow.order.enroll "$id" "$data" >/dev/null
-    ids+=("$id|$code|$field")
+    ids+=("$id~$code~$field")
 done
 # several failures of one order at once
 data=$(ot_enroll_json v-multi "*.nowild.test" | jq -c '.sans=["x.expired.test"] | .term_days=90 | .custom_fields=[]')
@@ -58,7 +58,7 @@ tenv_wait_for 30 bash -c "kcat -C -b '$SCMFLOW_KAFKA_BROKERS' -t '${SCMFLOW_TOPI
     ot_fail "no answer for v-multi"
 ot_events "$OT_DIR/events.jsonl"
 for x in "${ids[@]}"; do
-    IFS='|' read -r id code field <<<"$x"
+    IFS='~' read -r id code field <<<"$x"
     ev=$(jq -c "select(.type==\"order.rejected\" and .data.order_id==\"$id\")" "$OT_DIR/events.jsonl" | head -1)
     [ -n "$ev" ] || ot_fail "$id: no order.rejected"
     jq -e --arg c "$code" --arg f "$field" '[.data.errors[] | select(.code==$c and .field==$f)] | length > 0' <<<"$ev" >/dev/null ||

@@ -129,6 +129,34 @@ static void one_line(const char *in, char *buf, size_t size)
     buf[o] = '\0';
 }
 
+/* one_line() that also replaces every "quoted" fragment with "***":
+ * libpq's connection-string parse errors quote the offending text, which
+ * may be (part of) a password. */
+static void one_line_redacted(const char *in, char *buf, size_t size)
+{
+    size_t o = 0;
+    bool quoted = false;
+
+    for (; in && *in && o + 4 < size; in++) {
+        if (*in == '"') {
+            quoted = !quoted;
+            buf[o++] = '"';
+            if (quoted) {
+                buf[o++] = '*';
+                buf[o++] = '*';
+                buf[o++] = '*';
+            }
+            continue;
+        }
+        if (quoted)
+            continue;
+        buf[o++] = (*in == '\n' || *in == '\r') ? ' ' : *in;
+    }
+    while (o > 0 && buf[o - 1] == ' ')
+        o--;
+    buf[o] = '\0';
+}
+
 /* ---------------------------------------------------------------------- */
 /* connection                                                              */
 
@@ -286,7 +314,7 @@ sf_db *sf_db_open_opts(const char *url, const sf_db_opts *opts, sf_error *err)
     parsed = PQconninfoParse(url, &perr);
     if (parsed == NULL) {
         char line[300];
-        one_line(perr ? perr : "out of memory", line, sizeof(line));
+        one_line_redacted(perr ? perr : "out of memory", line, sizeof(line));
         sf_error_set(err, perr ? SF_ERR_FATAL : SF_ERR_INTERNAL, 0,
                      "invalid database connection string: %s", line);
         PQfreemem(perr);

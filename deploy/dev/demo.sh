@@ -192,12 +192,12 @@ cert_id=$(psql_q <<<"SELECT id FROM certificates WHERE order_id = :'oid' AND sta
 
 step "Certificate details (scmctl cert show $cert_id)" "$SCMCTL" cert show "$cert_id"
 # Details without the PEM blocks, which are long.
-sed -n '/-----BEGIN/q;p' "$STEP_LOG" | sed 's/^/      /'
+sed -n '/-----BEGIN/q;/^ *$/d;p' "$STEP_LOG" | sed 's/^/      /'
 
 export_file=$out_base.$ext
 rm -f "$export_file"
 step "Export the keystore (scmctl cert export --format $fmt)" \
-    "$SCMCTL" cert export "$cert_id" --format "$fmt" --out "$export_file" "${pwopt[@]}"
+    "$SCMCTL" cert export "$cert_id" --format "$fmt" --out "$export_file" ${pwopt:+--password-file "$pwfile"}
 show_tail 3
 
 inspect() {
@@ -205,7 +205,7 @@ inspect() {
         PKCS12)
             if command -v keytool >/dev/null; then
                 keytool -list -v -storetype PKCS12 -keystore "$export_file" -storepass:file "$pwfile" |
-                    grep -E '^(Keystore type|Your keystore|Alias name|Entry type|Certificate chain length|Owner|Issuer|Serial number|Valid from|Signature algorithm name|Subject Public Key)' || return
+                    sed '/^Certificate\[2\]/q' | grep -E '^(Keystore type|Your keystore|Alias name|Entry type|Certificate chain length|Owner|Issuer|Serial number|Valid from|Signature algorithm name|Subject Public Key)' || return
             else
                 openssl pkcs12 -info -nokeys -in "$export_file" -passin "file:$pwfile" || return
             fi ;;

@@ -8,9 +8,9 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake pkg-config
     librdkafka-dev libpq-dev postgresql libcurl4-openssl-dev libcjson-dev
-    libmicrohttpd-dev libcmocka-dev openssl
+    libmicrohttpd-dev libcmocka-dev libssl-dev openssl
     'default-jre-headless|openjdk-17-jre-headless' kcat docker-compose valgrind
-    curl procps iproute2
+    curl jq procps iproute2
     clang libclang-rt-14-dev python3 python3-jsonschema
 )
 

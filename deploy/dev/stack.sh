@@ -108,19 +108,35 @@ up() {
     kport=$(cat "$dir/run/kafka.port"); brokers=$(cat "$dir/run/kafka.bootstrap")
 
     # 3. SCM simulator
-    local sbin seed=${SCM_SIM_SEED:-$src/deploy/scm-sim/seed-demo.json} scm_url=${SCMFLOW_SCM_BASE_URL:-}
+    local sim_fresh=0 sbin seed=${SCM_SIM_SEED:-$src/deploy/scm-sim/seed-demo.json} scm_url=${SCMFLOW_SCM_BASE_URL:-}
     if sbin=$(find_bin scm-sim) && [ -f "$seed" ]; then
         if ! alive sim || [ ! -s "$dir/run/sim.port" ]; then
             stop_one sim
             rm -f "$dir/run/sim.port"
-            spawn sim "$sbin" --listen 127.0.0.1:0 --port-file "$dir/run/sim.port" --seed "$seed"
+            # --ca-dir: the same issuing CA across restarts.
+            spawn sim "$sbin" --listen 127.0.0.1:0 --port-file "$dir/run/sim.port" --seed "$seed" \
+                --ca-dir "$dir/sim-ca"
             wait_for "$START_TIMEOUT_S" test -s "$dir/run/sim.port" \
                 || { tail -n 20 "$dir/logs/sim.log" >&2; die "scm-sim did not start"; }
             echo "started scm-sim"
+            sim_fresh=1
         fi
         scm_url=http://127.0.0.1:$(cat "$dir/run/sim.port")/api
     else
         warn "scm-sim or its seed ($seed) missing: no simulator (set SCMFLOW_SCM_BASE_URL for a real SCM)"
+    fi
+
+    # The simulator keeps its orders in memory: a fresh one has forgotten
+    # every order a kept database knows (and reuses their sslIds). Start
+    # from an empty scmflow database then (STACK_KEEP_DB=1 keeps it).
+    if [ "${sim_fresh:-0}" = 1 ] && [ "${STACK_KEEP_DB:-0}" != 1 ] \
+        && [ "$(psql "$SCMFLOW_DATABASE_URL" -XAtq -c "SELECT to_regclass('orders') IS NOT NULL" 2>/dev/null)" = t ]; then
+        local w
+        for w in "${WORKERS[@]}"; do stop_one "$w"; done
+        psql "${SCMFLOW_DATABASE_URL%/*}/postgres" -Xq -v ON_ERROR_STOP=1 \
+            -c "DROP DATABASE IF EXISTS scmflow WITH (FORCE)" -c "CREATE DATABASE scmflow" >/dev/null \
+            || die "could not reset the scmflow database"
+        echo "scm-sim started afresh: scmflow database reset (STACK_KEEP_DB=1 keeps it)"
     fi
 
     # 4. master key, generated once

@@ -754,9 +754,9 @@ static int record_done(os_runner *r, op *o, sf_error *err)
         " check_step = 0, last_error = NULL, updated_at = now() WHERE id = $1";
     static const char sql_renew[] =
         "UPDATE orders SET state = 'submitted', ssl_id = $2::bigint,"
-        " csr_pem = coalesce($5, (SELECT csr_pem FROM orders WHERE id = $6)),"
-        " private_key_sealed = $7, submitted_at = now(),"
-        " next_check_at = now() + $4::bigint * interval '1 millisecond', check_step = 0,"
+        " csr_pem = coalesce($4, (SELECT csr_pem FROM orders WHERE id = $5)),"
+        " private_key_sealed = $6, submitted_at = now(),"
+        " next_check_at = now() + $3::bigint * interval '1 millisecond', check_step = 0,"
         " last_error = NULL, updated_at = now() WHERE id = $1";
     static const char sql_reissue[] =
         "UPDATE orders SET state = 'submitted', scm_status = NULL, issued_at = NULL,"
@@ -837,9 +837,9 @@ static int record_done(os_runner *r, op *o, sf_error *err)
             key = carried;
         }
         {
-            const char *p[7] = {o->order_id, sslb, NULL, firstb, o->csr, o->from_order, key};
+            const char *p[6] = {o->order_id, sslb, firstb, o->csr, o->from_order, key};
 
-            if (sf_db_exec(db, sql_renew, 7, p, NULL, err) < 0)
+            if (sf_db_exec(db, sql_renew, 6, p, NULL, err) < 0)
                 goto out;
         }
         d = ev_base(o->order_id);

@@ -460,8 +460,8 @@ int ctl_wait_answer(ctl_ctx *c, const char *correlationid, const char *const *fi
                     int64_t timeout_ms, ctl_event_fn on_event, void *ud,
                     struct sf_event **out, sf_error *err)
 {
-    int64_t deadline;
-    int64_t seen = 0;
+    int64_t deadline, started = sf_now_mono_ms();
+    int64_t matched = 0;
 
     if (reader_open(c, err) < 0)
         return -1;
@@ -481,8 +481,10 @@ int ctl_wait_answer(ctl_ctx *c, const char *correlationid, const char *const *fi
                                 "no answer within %lld ms (is the worker running?)",
                                 (long long)timeout_ms);
         }
-        if (on_event == NULL)
-            ctl_progress(c, "waiting for the answer", seen, 0);
+        /* A spinner with the seconds waited until the worker reports
+         * progress of its own (matching events drive the callback's bar). */
+        if (matched == 0)
+            ctl_progress(c, "waiting for the worker (s)", (sf_now_mono_ms() - started) / 1000, 0);
         m = rd_kafka_consumer_poll(c->reader, left < 250 ? (int)left : 250);
         if (m == NULL)
             continue;
@@ -490,7 +492,6 @@ int ctl_wait_answer(ctl_ctx *c, const char *correlationid, const char *const *fi
             rd_kafka_message_destroy(m);
             continue;
         }
-        seen++;
         if (m->len > 1024 * 1024 || sf_event_decode(m->payload, m->len, &ev, NULL) < 0) {
             rd_kafka_message_destroy(m);
             continue;
@@ -501,6 +502,7 @@ int ctl_wait_answer(ctl_ctx *c, const char *correlationid, const char *const *fi
             sf_event_free(ev);
             continue;
         }
+        matched++;
         if (on_event != NULL && (fin = on_event(ud, ev)) < 0) {
             sf_event_free(ev);
             ev = NULL;

@@ -630,17 +630,22 @@ one_by_one:
 int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
 {
     sp_runner *r = ud;
-    int64_t until = sf_now_mono_ms() + sp_setting_ms(r, "SCMFLOW_STATUS_SLICE");
+    int64_t start = sf_now_mono_ms();
+    int64_t until = start + sp_setting_ms(r, "SCMFLOW_STATUS_SLICE");
+    size_t total = 0;
+    int rc = 0;
 
     while (!sf_worker_stop_requested(w)) {
         item *items = NULL;
         size_t n = 0;
-        int rc;
-
-        if (claim(r, &items, &n, err) < 0)
-            return -1;
+        if (claim(r, &items, &n, err) < 0) {
+            rc = -1;
+            break;
+        }
         if (n == 0)
-            return 0;
+            break;
+        /* test failpoint: die holding the leases (fault.poller.lease) */
+        sf_failpoint("poller.after_claim");
         qsort(items, n, sizeof(*items), cmp_account);
         for (size_t i = 0; i < n;) {
             size_t j = i + 1;
@@ -651,14 +656,14 @@ int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
             i = j;
         }
         rc = record_all(r, items, n, err);
-        sf_log_debug("status round: %zu orders checked", n);
+        total += n;
         for (size_t i = 0; i < n; i++)
             item_release(&items[i]);
         free(items);
-        if (rc < 0)
-            return -1;
-        if (sf_now_mono_ms() >= until)
-            return 0;
+        if (rc < 0 || sf_now_mono_ms() >= until)
+            break;
     }
-    return 0;
+    if (total > 0)
+        sf_log_info("checked %zu orders in %lld ms", total, (long long)(sf_now_mono_ms() - start));
+    return rc;
 }

@@ -5,18 +5,18 @@
 # (SCMFLOW_WORKER_DIRECT: consume -> produce, at least once), side by side.
 # Throughput = output events / (last event timestamp - first event
 # timestamp), so start-up and the group join are not counted.
-# Env: BENCH_N (default 100000), SCMFLOW_WORKER_BATCH (default 200),
+# Env: BENCH_N (default 100000), SCMFLOW_WORKER_BATCH (default 500),
 # DELIVERY_BIN, and the pg + kafka fixtures (tests/lib/testenv.sh).
 set -euo pipefail
 . "${SCMFLOW_SOURCE_DIR:?}/tests/lib/testenv.sh"
 tenv_load
 BIN=${DELIVERY_BIN:?}
 N=${BENCH_N:-100000}
-export SCMFLOW_WORKER_BATCH=${SCMFLOW_WORKER_BATCH:-200}
+export SCMFLOW_WORKER_BATCH=${SCMFLOW_WORKER_BATCH:-500}
 export SCMFLOW_LOG_FORMAT=text SCMFLOW_LOG_LEVEL=warn
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
 export SCMFLOW_MASTER_KEY_FILE=$(tenv_master_key "$WORK/master.key")
-trap 'rm -rf "$WORK"' EXIT
+trap 'rc=$?; [ $rc = 0 ] && rm -rf "$WORK" || echo "logs kept in $WORK" >&2' EXIT
 
 # run MODE WORKERS: prints msgs/s
 run() {
@@ -48,7 +48,7 @@ run() {
     sort -n "$WORK/ts.txt" | awk -v n="$N" -v mode="$mode" -v w="$workers" '
         NR == 1 { first = $1 } { last = $1; c++ }
         END {
-            if (c < n) { printf "only %d of %d events\n", c, n > "/dev/stderr"; exit 1 }
+            if (c < n) { printf "%s x%d: only %d of %d events\n", mode, w, c, n > "/dev/stderr"; exit 1 }
             secs = (last - first) / 1000.0; if (secs <= 0) secs = 0.001
             printf "%.0f\n", (c - 1) / secs
         }'

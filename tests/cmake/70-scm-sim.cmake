@@ -14,3 +14,26 @@ if(TARGET scm-sim)
   set_tests_properties(integration.scm_sim.bulk_100k PROPERTIES
     LABELS integration TIMEOUT 600 ENVIRONMENT "${_sim_env}")
 endif()
+
+# scm-sim under valgrind (memcheck, definite leaks are errors). valgrind and
+# ASan exclude each other, so a sanitized build gets a second, uninstrumented
+# copy of the simulator for this test (the later -fno-sanitize=all wins over
+# the directory-wide -fsanitize flags).
+find_program(SCMFLOW_VALGRIND valgrind)
+if(TARGET scm-sim AND SCMFLOW_VALGRIND)
+  if(SCMFLOW_SANITIZE)
+    file(GLOB _sim_vg_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/deploy/scm-sim/*.c)
+    add_executable(scm-sim-vg ${_sim_vg_sources})
+    target_compile_options(scm-sim-vg PRIVATE -fno-sanitize=all)
+    target_link_options(scm-sim-vg PRIVATE -fno-sanitize=all)
+    target_link_libraries(scm-sim-vg PRIVATE scmflow_warnings PkgConfig::MHD PkgConfig::OPENSSL
+                          PkgConfig::CJSON Threads::Threads)
+    set(_sim_vg_bin $<TARGET_FILE:scm-sim-vg>)
+  else()
+    set(_sim_vg_bin $<TARGET_FILE:scm-sim>)
+  endif()
+  add_test(NAME integration.scm_sim.valgrind COMMAND ${_sim_dir}/test_valgrind.sh)
+  set_tests_properties(integration.scm_sim.valgrind PROPERTIES
+    LABELS integration TIMEOUT 120
+    ENVIRONMENT "SCM_SIM=${_sim_vg_bin};SCMFLOW_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+endif()

@@ -200,6 +200,15 @@ static void test_open_errors(void **state)
     assert_int_equal(err.cls, SF_ERR_FATAL);
     assert_null(sf_db_open(NULL, &err));
     assert_int_equal(err.cls, SF_ERR_FATAL);
+    /* libpq's parse errors quote the offending text, which can be the
+     * password: it must not reach the message (the reason stays). */
+    assert_null(sf_db_open("postgresql://u:s3cr%zzpw@h/db", &err));
+    assert_int_equal(err.cls, SF_ERR_FATAL);
+    assert_null(strstr(err.msg, "s3cr"));
+    assert_non_null(strstr(err.msg, "percent"));
+    assert_null(sf_db_open("host=h password s3cretpw", &err));
+    assert_int_equal(err.cls, SF_ERR_FATAL);
+    assert_null(strstr(err.msg, "s3cretpw"));
 
     /* Nothing listens on port 1: refused at once, transient, and the
      * password never shows up in the message. */

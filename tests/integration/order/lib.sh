@@ -49,6 +49,13 @@ ot_setup() {
     export SCMFLOW_SUBMIT_RETRY_BASE=200ms SCMFLOW_SUBMIT_RETRY_MAX=2s
     export SCMFLOW_SCM_TIMEOUT=${SCMFLOW_SCM_TIMEOUT:-3s} SCMFLOW_SUBMIT_LEASE=${SCMFLOW_SUBMIT_LEASE:-20s}
     export SCMCTL_TIMEOUT=${SCMCTL_TIMEOUT:-60s}
+    # a group of its own: a killed member of an earlier run must not delay
+    # this test's rebalance
+    OT_GROUP=scmflow-order-submitter-$(tenv_rand)
+    # a SIGKILLed member leaves the group after 6 s instead of 45 s, so a
+    # restarted worker gets its partitions quickly
+    printf 'session.timeout.ms=6000\nheartbeat.interval.ms=500\n' > "$OT_DIR/kafka.conf"
+    export SCMFLOW_KAFKA_CONFIG=$OT_DIR/kafka.conf
 }
 
 # ot_sim [ARGS...]: a private scm-sim; sets OT_SIM (http://.../api), OT_SIM_ADMIN.
@@ -69,7 +76,7 @@ ot_sim_get() { curl -fsS "$OT_SIM_ADMIN/$1"; }
 # ot_submitter NAME [ENV=VALUE...]: start an order-submitter; pid in OT_LAST_PID.
 ot_submitter() {
     local name=$1; shift
-    env "$@" "$ORDER_SUBMITTER" >> "$OT_DIR/$name.log" 2>&1 &
+    env SCMFLOW_CONSUMER_GROUP="$OT_GROUP" "$@" "$ORDER_SUBMITTER" >> "$OT_DIR/$name.log" 2>&1 &
     OT_LAST_PID=$!
     OT_PIDS+=($OT_LAST_PID)
 }

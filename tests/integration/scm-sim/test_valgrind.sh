@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# scm-sim under valgrind (memcheck): a short session touching every request
+# path kind (auth failure, catalog read, enroll, status progression, collect in
+# two formats, list, revoke, admin state + faults + request record, 404, an
+# oversized body), then SIGTERM. Fails on any memcheck error or definite leak
+# (valgrind's exit code, and the ERROR SUMMARY line as a second check).
+# Needs SCM_SIM to be a NON-sanitized build (valgrind and ASan exclude each
+# other); tests/cmake/70-scm-sim.cmake builds one for it.
+. "$(dirname "$0")/lib.sh"
+command -v valgrind >/dev/null || die "valgrind not installed"
+REAL_SIM=$SCM_SIM
+cat > "$T/vg-sim" <<EOF
+#!/bin/sh
+exec valgrind -q --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=1 \
+    --log-file="$T/vg.log" "$REAL_SIM" "\$@"
+EOF
+chmod +x "$T/vg-sim"
+# Generating the CA's RSA keys takes minutes under valgrind: let a plain run
+# create them in $T/ca first (the valgrind run loads them from there).
+sim_start
+sim_stop
+[ -s "$T/ca/root.key" ] || die "the plain run did not create the CA"
+SCM_SIM=$T/vg-sim
+sim_start
+
+check "bad password" "$(PASS=wrong call GET /organization/v1)" 401
+check "orgs" "$(call GET /organization/v1)" 200
+check "domains page" "$(call GET '/domain/v1?size=3&position=1')" 200
+check "types" "$(call GET /ssl/v1/types)" 200
+check "unknown path" "$(call GET /nothing/v1)" 404
+mkcsr app app.scmflow.test ec:P-256
+check "enroll" "$(call POST /ssl/v1/enroll "$(enroll_body app 1011 501 365 "app.scmflow.test")")" 200
+ID=$(jbody .sslId)
+check "enroll bad csr" "$(call POST /ssl/v1/enroll '{"orgId":1011,"certType":501,"term":365,"csr":"junk"}')" 400
+check "details" "$(call GET /ssl/v1/$ID)" 200
+check "collect x509" "$(call GET /ssl/v1/collect/$ID/x509)" 200
+check "collect pem chain" "$(call GET /ssl/v1/collect/$ID/pemco)" 200
+check "collect pkcs7" "$(call GET /ssl/v1/collect/$ID/base64)" 200
+check "list" "$(call GET '/ssl/v1?size=10')" 200
+check "revoke" "$(call POST /ssl/v1/revoke/$ID '{"reason":"test"}')" 204
+check "malformed json" "$(call POST /ssl/v1/enroll '{"orgId":')" 400
+{ printf '{"csr":"'; head -c 2000000 /dev/zero | tr '\0' a; printf '"}'; } > "$T/big.json"
+check "oversized body" "$(curl -s --max-time 60 -o /dev/null -w '%{http_code}' -H "login: $LOGIN" \
+    -H "password: $PASS" -H "customerUri: $CURI" -H 'Content-Type: application/json' \
+    --data-binary @"$T/big.json" "$BASE/ssl/v1/enroll")" 413
+admin POST /faults '{"rules":[{"path_prefix":"/api/organization/v1","method":"GET","count":1,"kind":"503"}]}' >/dev/null
+check "fault injected" "$(call GET /organization/v1)" 503
+check "after fault" "$(call GET /organization/v1)" 200
+admin GET /requests >/dev/null
+admin GET /state >/dev/null
+admin DELETE /faults >/dev/null
+
+sim_stop
+if [ -f "$T/vg.log" ] && grep -q "ERROR SUMMARY: [1-9]" "$T/vg.log"; then
+    cat "$T/vg.log" >&2
+    die "valgrind reported errors"
+fi
+[ -s "$T/vg.log" ] && { echo "valgrind log:" >&2; cat "$T/vg.log" >&2; }
+finish

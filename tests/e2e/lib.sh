@@ -203,13 +203,17 @@ e2e_wait_sql() {
 # e2e_publish TOPIC_SUFFIX TYPE KEY DATA_JSON [ID]: publish one CloudEvent
 # with kcat (exactly what the user guide shows); prints the event id.
 e2e_publish() {
-    local id=${5:-$(cat /proc/sys/kernel/random/uuid)}
-    printf '{"specversion":"1.0","id":"%s","source":"urn:e2e:%s","type":"%s","time":"%s","datacontenttype":"application/json","data":%s}\n' \
-        "$id" "$E2E_NAME" "$2" "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$4" |
-        kcat -P -b "$SCMFLOW_KAFKA_BROKERS" -t "${SCMFLOW_TOPIC_PREFIX}$1" -k "$3" -K $'\t' -c 1 \
-            -X message.timeout.ms=120000 2>>"$E2E_DIR/kcat.log" ||
-        e2e_fail "kcat publish $2"
-    echo "$id"
+    local id=${5:-$(cat /proc/sys/kernel/random/uuid)} ev try
+    ev=$(printf '{"specversion":"1.0","id":"%s","source":"urn:e2e:%s","type":"%s","time":"%s","datacontenttype":"application/json","data":%s}' \
+        "$id" "$E2E_NAME" "$2" "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$4")
+    # kcat gives up when every broker is down: retry (same id: at most once
+    # is the consumer's business, the inbox drops a duplicate).
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        printf '%s\n' "$ev" | kcat -P -b "$SCMFLOW_KAFKA_BROKERS" -t "${SCMFLOW_TOPIC_PREFIX}$1" -k "$3" \
+            -X message.timeout.ms=60000 2>>"$E2E_DIR/kcat.log" && { echo "$id"; return 0; }
+        sleep 1
+    done
+    e2e_fail "kcat publish $2 (see $E2E_DIR/kcat.log)"
 }
 
 # e2e_events FILE: every event on <prefix>events so far (one JSON per line).

@@ -175,20 +175,37 @@ ENV
             warn "$w not built yet: skipped"
             continue
         fi
-        alive "$w" && continue
-        port=$(free_port)
-        echo "$port" > "$dir/run/$w.http"
-        ( . "$dir/env"; SCMFLOW_HTTP_LISTEN=127.0.0.1:$port exec setsid "$wbin" \
-            </dev/null >>"$dir/logs/$w.log" 2>&1 ) &
-        echo $! > "$dir/run/$w.pid"
-        # Ready when /healthz answers; give up early when the worker exits.
-        if wait_for "$START_TIMEOUT_S" bash -c "curl -fsS http://127.0.0.1:$port/healthz || ! kill -0 $(cat "$dir/run/$w.pid")" \
-            && curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
-            echo "started $w (http://127.0.0.1:$port)"
-        else
-            alive "$w" || { tail -n 20 "$dir/logs/$w.log" >&2; die "$w exited"; }
-            warn "$w runs but /healthz on $port does not answer"
+        # A worker running an older build than the one on disk is restarted.
+        if alive "$w" && [ "$wbin" -nt "$dir/run/$w.pid" ]; then
+            echo "$w was rebuilt: restarting it"
+            stop_one "$w"
         fi
+        alive "$w" && continue
+        local attempt logpos
+        for attempt in 1 2 3; do
+            port=$(free_port)
+            echo "$port" > "$dir/run/$w.http"
+            logpos=$(stat -c %s "$dir/logs/$w.log" 2>/dev/null || echo 0)
+            ( . "$dir/env"; SCMFLOW_HTTP_LISTEN=127.0.0.1:$port exec setsid "$wbin" \
+                </dev/null >>"$dir/logs/$w.log" 2>&1 ) &
+            echo $! > "$dir/run/$w.pid"
+            # Ready when /healthz answers; give up early when the worker exits.
+            if wait_for "$START_TIMEOUT_S" bash -c "curl -fsS http://127.0.0.1:$port/healthz || ! kill -0 $(cat "$dir/run/$w.pid")" \
+                && curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+                echo "started $w (http://127.0.0.1:$port)"
+                break
+            fi
+            if alive "$w"; then
+                warn "$w runs but /healthz on $port does not answer"
+                break
+            fi
+            # The random port was taken between the check and the bind: retry.
+            if [ $attempt -lt 3 ] && tail -c +"$((logpos + 1))" "$dir/logs/$w.log" | grep -q 'Address already in use'; then
+                warn "$w: port $port taken, retrying"
+                continue
+            fi
+            tail -n 20 "$dir/logs/$w.log" >&2; die "$w exited"
+        done
     done
     echo "stack up; environment: . $dir/env"
 }

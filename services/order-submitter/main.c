@@ -11,6 +11,7 @@
 
 #include "os.h"
 #include "sf_log.h"
+#include "sf_metrics.h"
 #include "sf_msg.h"
 #include "sf_scm.h"
 #include "sf_seal.h"
@@ -177,6 +178,8 @@ static int init(sf_worker *w, void **ud, sf_error *err)
         return -1;
     }
     (void)sf_worker_topic(w, SF_TOPIC_EVENTS, r->topic_events, sizeof(r->topic_events));
+    sf_metrics_describe("scmflow_submit_operations_total", "counter",
+                        "SCM operations of the submitter by kind and outcome");
     *ud = r;
     return 0;
 }

@@ -33,6 +33,7 @@
 #include "sf_db.h"
 #include "sf_keygen.h"
 #include "sf_log.h"
+#include "sf_metrics.h"
 #include "sf_msg.h"
 #include "sf_scm.h"
 #include "sf_seal.h"
@@ -54,6 +55,7 @@ typedef struct op {
     bool was_started;
     char *csr;            /* operation CSR (BYO or generated) */
     char *key_sealed;     /* operation key (sealed) or NULL */
+    char *order_key_sealed; /* the order's current key (reissue keeping the key) */
     char *from_order;     /* renew */
     int64_t from_ssl_id;  /* renew */
     cJSON *request;
@@ -69,7 +71,7 @@ static void op_release(op *o)
     free(o->order_id); free(o->kind); free(o->account); free(o->ref); free(o->command_id);
     free(o->request_txt); free(o->cn); free(o->sans_json); free(o->comments);
     free(o->requesters_json); free(o->custom_json); free(o->key_alg); free(o->renew_id);
-    free(o->csr); free(o->key_sealed); free(o->from_order);
+    free(o->csr); free(o->key_sealed); free(o->from_order); free(o->order_key_sealed);
     cJSON_Delete(o->request);
     memset(o, 0, sizeof(*o));
 }
@@ -167,7 +169,7 @@ static int claim(os_runner *r, op *ops, int max, int *n, sf_error *err)
         "   to_jsonb(o.external_requesters)::text, o.custom_fields::text, o.key_algorithm,"
         "   coalesce(o.key_size, 0), coalesce(o.org_id, 0), coalesce(o.profile_id, 0),"
         "   coalesce(o.term_days, 0), coalesce(o.ssl_id, 0), o.renew_id, due.call_started,"
-        "   s.csr_pem, s.private_key_sealed, s.attempt";
+        "   s.csr_pem, s.private_key_sealed, s.attempt, o.private_key_sealed";
     char maxb[16], leaseb[32];
     const char *p[3] = {sf_worker_instance_id(os_worker(r)), maxb, leaseb};
     PGresult *res = NULL;
@@ -205,6 +207,7 @@ static int claim(os_runner *r, op *ops, int max, int *n, sf_error *err)
         o->csr = col_dup(res, i, 20);
         o->key_sealed = col_dup(res, i, 21);
         o->attempt = col_i64(res, i, 22);
+        o->order_key_sealed = col_dup(res, i, 23);
         o->request = o->request_txt ? cJSON_Parse(o->request_txt) : NULL;
         if (o->request == NULL)
             o->request = cJSON_CreateObject();
@@ -273,8 +276,30 @@ static int prepare_key(os_runner *r, op *o, sf_error *err)
         return 0;
     if (strcmp(o->kind, "renew") == 0 && !req_bool(o, "new_key", false))
         return 0; /* SCM reuses the old CSR; the key is carried over on success */
-    if (strcmp(o->kind, "reissue") == 0 && !req_bool(o, "new_key", true))
-        return sf_error_field(err, "new_key", "a reissue needs a new key or a CSR");
+    if (strcmp(o->kind, "reissue") == 0 && !req_bool(o, "new_key", true)) {
+        /* keep the key: a new CSR (new names) signed by the order's key */
+        unsigned char *kp = NULL;
+        size_t kl = 0;
+        int x;
+
+        if (o->order_key_sealed == NULL)
+            return sf_error_field(err, "new_key",
+                                  "the order has no key of its own (own CSR): give a CSR");
+        (void)sf_snprintf(aad, sizeof(aad), OS_AAD_KEY_FMT, o->order_id);
+        if (sf_unseal(os_sealer(r), o->order_key_sealed, aad, &kp, &kl, err) < 0)
+            return -1;
+        x = sf_key_from_pem((const char *)kp, kl, &pk, err);
+        sf_secret_free(kp, kl);
+        if (x < 0)
+            return -1;
+        if ((names = names_of(o, &nn)) == NULL ||
+            sf_csr_build(pk, o->cn, (const char *const *)names, nn, &csr, err) < 0)
+            goto out;
+        o->csr = csr;
+        csr = NULL;
+        rc = 0;
+        goto out;
+    }
     if (sf_keygen_generate(o->key_alg ? o->key_alg : "RSA", o->key_size ? o->key_size : 2048,
                            &pk, err) < 0)
         goto out;
@@ -1025,7 +1050,18 @@ static int record_all(os_runner *r, op *ops, int n, sf_error *err)
         }
     }
     sf_log_ctx_order(NULL);
-    return sf_db_commit(db, err);
+    if (sf_db_commit(db, err) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        static const char *const names[] = {"none", "done", "refused", "retry", "unknown",
+                                            "skipped"};
+        char labels[96];
+
+        (void)sf_snprintf(labels, sizeof(labels), "kind=\"%s\",outcome=\"%s\"", ops[i].kind,
+                          names[ops[i].out]);
+        sf_metrics_counter_add("scmflow_submit_operations_total", labels, 1);
+    }
+    return 0;
 }
 
 int os_task_submit(sf_worker *w, void *ud, sf_error *err)

@@ -22,7 +22,7 @@ if(TARGET order-submitter AND TARGET scmctl AND TARGET catalog-sync AND TARGET s
   _ord_test(integration.order.validation validation.sh 240 integration)
   _ord_test(integration.order.lifecycle lifecycle.sh 300 integration)
   _ord_test(fault.order.failpoints fault.sh 400 "integration;fault")
-  _ord_test(fault.order.kill_storm storm.sh 600 "integration;fault")
+  _ord_test(fault.order.kill_storm storm.sh 700 "integration;fault")
 
   set(_ord_bench_env "${_ord_env}")
   if(TARGET bench_keygen)

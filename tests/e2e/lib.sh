@@ -255,7 +255,13 @@ e2e_consistency() {
     [ -z "$bad" ] || e2e_fail "a certificate is in the repository more than once: $bad"
     n_sim=$(e2e_sim_get enrollments | jq '[.enrollments[] | select(.kind == "enroll" or .kind == "renew")] | length')
     n_ours=$(e2e_sql "select (select count(*) from orders where origin <> 'imported' and ssl_id is not null) + (select count(*) from deleted_orders where order_id not like 'scm:%')")
-    [ "$n_sim" = "$n_ours" ] || e2e_fail "SCM has $n_sim enrollments, scmflow $n_ours orders"
+    if [ "$n_sim" != "$n_ours" ]; then
+        echo "SCM orders enrolled more than once for one name (first 10):" >&2
+        e2e_sim_get enrollments | jq -c '[.enrollments[] | select(.kind != "replace")] | group_by(.commonName)
+            | map(select(length > 1)) | .[:10][] | map({sslId, kind, commonName, comments})' >&2
+        e2e_sql "select o.id, o.ssl_id, s.kind, s.state, s.attempt, s.correlation_ref from orders o join scm_operations s on s.order_id = o.id where s.attempt > 1 or s.state <> 'done' limit 20" >&2
+        e2e_fail "SCM has $n_sim enrollments, scmflow $n_ours orders"
+    fi
     bad=$(e2e_sql "select count(*) from outbox where sent_at is null" 2>/dev/null || echo 0)
     [ "$bad" = 0 ] || e2e_fail "$bad outbox rows not sent"
     bad=$(e2e_topic_count deadletter)

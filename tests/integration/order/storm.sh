@@ -8,10 +8,10 @@ N=${STORM_ORDERS:-200}
 MAX_KILLS=${STORM_KILLS:-200}
 . "$(dirname "$0")/lib.sh"
 ot_setup
-export SCMFLOW_SUBMIT_BATCH=5 SCMFLOW_LOG_LEVEL=warn
+export SCMFLOW_SUBMIT_BATCH=${STORM_BATCH:-1} SCMFLOW_LOG_LEVEL=warn
 ot_sim
 ot_ready
-ot_sim_post faults '{"latency_ms":25,"latency_jitter_ms":10}' || ot_fail "faults"
+ot_sim_post faults "{\"latency_ms\":${STORM_LATENCY_MS:-250},\"latency_jitter_ms\":20}" || ot_fail "faults"
 
 for k in $(seq 1 "$N"); do
     ot_enroll_json "st-$k" "st$k.scmflow.test"
@@ -26,7 +26,7 @@ ot_submitter storm0
 tenv_wait_for 120 bash -c "[ \$(psql '$OT_DB_URL' -XAtq -c 'select count(*) from orders') -ge $N ]" || ot_fail "commands not consumed"
 kills=0
 start=$(date +%s)
-while [ $kills -lt "$MAX_KILLS" ] && [ $(( $(date +%s) - start )) -lt 240 ]; do
+while [ $kills -lt "$MAX_KILLS" ] && [ $(( $(date +%s) - start )) -lt ${STORM_SECONDS:-300} ]; do
     done_n=$(ot_sql "select count(*) from orders where state='submitted'")
     [ "$done_n" -ge "$N" ] && break
     sleep "0.$(( RANDOM % 8 + 2 ))"

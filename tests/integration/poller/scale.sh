@@ -45,7 +45,12 @@ echo "   states: $(pt_sql "select string_agg(state || '=' || n, ' ') from (selec
 open=$(pt_sql "select count(*) from orders where state='submitted'")
 curl -fsS -X DELETE "$PT_SIM_ADMIN/requests" >/dev/null
 "$SCMCTL" order check --all --quiet >/dev/null || pt_fail "order check --all"
-pt_wait_sql 120 "select count(*) from orders where state='submitted' and next_check_at > now() + interval '30 minutes' and lease_owner is null" "$open"
+details_calls() {
+    pt_sim_get "requests?summary=1" | jq -r '[.by_path | to_entries[] | select(.key|test("^GET /api/ssl/v1/[0-9]+$")) | .value] | add // 0'
+}
+tenv_wait_for 120 bash -c "[ \$(curl -fsS '$PT_SIM_ADMIN/requests?summary=1' | jq -r '[.by_path | to_entries[] | select(.key|test(\"^GET /api/ssl/v1/[0-9]+\$\")) | .value] | add // 0') -ge $open ]" ||
+    pt_fail "cycle 2: only $(details_calls) details calls"
+pt_wait_sql 60 "select count(*) from orders where state='submitted' and (next_check_at is null or next_check_at > now() + interval '30 minutes') and lease_owner is null" "$open"
 pt_sim_get "requests?summary=1" > "$PT_DIR/summary2.json"
 read -r calls distinct maxper <<<"$(jq -r '[.by_path | to_entries[] | select(.key|test("^GET /api/ssl/v1/[0-9]+$")) | .value] | "\(add) \(length) \(max)"' "$PT_DIR/summary2.json")"
 [ "$calls" = "$open" ] && [ "$maxper" = 1 ] || pt_fail "cycle 2: $calls details calls (max $maxper per order) for $open open orders"

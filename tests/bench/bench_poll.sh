@@ -1,0 +1,56 @@
+#!/bin/bash
+# Benchmark: status checks per second of one status-poller replica for
+# BENCH_POLL_ORDERS (default 100,000) orders against scm-sim with 0 ms and
+# 20 ms injected latency; at 20 ms the bound is INFLIGHT / latency. Orders
+# are SCM's generated certificates (every status) in state 'issued' (already
+# collected: one details call each, no collect). Prints checks/s, % of the
+# bound, and the poller's peak RSS. Needs the pg + kafka fixtures.
+PT_NAME=bpoll
+N=${BENCH_POLL_ORDERS:-100000}
+INFLIGHT=${BENCH_POLL_INFLIGHT:-64}
+. "$SCMFLOW_SOURCE_DIR/tests/integration/poller/lib.sh"
+pt_setup
+export SCMFLOW_LOG_LEVEL=info
+export SCMFLOW_STATUS_BATCH=${BENCH_POLL_BATCH:-2000} SCMFLOW_STATUS_INFLIGHT=$INFLIGHT SCMFLOW_STATUS_SLICE=60s
+pt_sim --issue-after-polls 1000000 --generate-certs "$N" --record-max 1000
+pt_account
+
+: > "$PT_DIR/orders.csv"
+for ((pos = 0; pos < N + 2000; pos += 200)); do
+    curl -fsS -H "login: $PT_LOGIN" -H "password: $PT_PASSWORD" -H "customerUri: $PT_CUSTOMER" \
+        "$PT_SIM/ssl/v1?position=$pos&size=200" > "$PT_DIR/page.json" || pt_fail "list"
+    [ "$(jq length "$PT_DIR/page.json")" = 0 ] && break
+    jq -r '.[] | select(.commonName | startswith("gen-")) | "b-\(.sslId),\(.sslId),\(.commonName)"' "$PT_DIR/page.json" >> "$PT_DIR/orders.csv"
+done
+[ "$(wc -l < "$PT_DIR/orders.csv")" = "$N" ] || pt_fail "listed $(wc -l < "$PT_DIR/orders.csv") orders"
+psql "$PT_DB_URL" -XAtq -v ON_ERROR_STOP=1 \
+    -c "CREATE TABLE bench_x (id text, ssl bigint, cn text)" \
+    -c "\\copy bench_x FROM '$PT_DIR/orders.csv' WITH (FORMAT csv)" \
+    -c "INSERT INTO orders (id, account, origin, state, ssl_id, common_name) SELECT id, 'main', 'enroll', 'issued', ssl, cn FROM bench_x" \
+    -c "VACUUM ANALYZE orders" >/dev/null || pt_fail "insert orders"
+
+run() { # LATENCY_MS
+    local lat=$1 t0 t1 pid rss ms rate bound
+    pt_sim_post faults "{\"latency_ms\": $lat}"
+    pt_sql "UPDATE orders SET state='issued', scm_status=NULL, next_check_at=now(), lease_owner=NULL, lease_until=NULL, needs_attention=false" >/dev/null
+    pt_sql "VACUUM ANALYZE orders" >/dev/null
+    pt_start "poller-$lat" "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=bench-$lat
+    pid=$PT_LAST_PID
+    # the clock starts at the first recorded check
+    tenv_wait_for 60 bash -c "[ \$(psql '$PT_DB_URL' -XAtq -c 'select count(*) from orders where scm_status is not null') -gt 0 ]" || pt_fail "no progress"
+    t0=$(date +%s%N)
+    pt_wait_sql 1200 "select count(*) from orders where scm_status is null or lease_owner is not null" 0
+    t1=$(date +%s%N)
+    rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+    pt_stop $pid "poller-$lat"
+    ms=$(( (t1 - t0) / 1000000 ))
+    rate=$(( N * 1000 / (ms > 0 ? ms : 1) ))
+    if [ "$lat" -gt 0 ]; then
+        bound=$(( INFLIGHT * 1000 / lat ))
+        echo "BENCH poll latency=${lat}ms orders=$N inflight=$INFLIGHT: $ms ms, $rate checks/s, bound $bound/s ($(( rate * 100 / bound ))%), peak RSS ${rss} kB"
+    else
+        echo "BENCH poll latency=0ms orders=$N inflight=$INFLIGHT: $ms ms, $rate checks/s, peak RSS ${rss} kB"
+    fi
+}
+run 0
+run 20

@@ -264,6 +264,12 @@ void sf_log_rdkafka_cb(const struct rd_kafka_s *rk, int level, const char *fac, 
     const char *kv[] = {"component", "librdkafka", "facility", fac, NULL};
 
     (void)rk;
+    /* One SCMFLOW_KAFKA_CONFIG file serves producer and consumer, so
+     * "X is a consumer property and will be ignored by this producer" is
+     * expected, not worth a warning per handle. */
+    if (l == SF_LOG_WARN && fac && strcmp(fac, "CONFWARN") == 0 && buf &&
+        (strstr(buf, "is a consumer property") || strstr(buf, "is a producer property")))
+        l = SF_LOG_INFO;
     if (sf_log_enabled(l))
         sf_log_kv(l, kv, "%s", buf);
 }

@@ -76,6 +76,8 @@ struct sf_worker {
     char events_topic[256];
     bool direct;
     bool stop;
+    bool kick;             /* run the relay at the next chance (task emitted) */
+    bool listening;        /* LISTEN on the outbox channel is active */
     atomic_bool db_ok;
     int64_t max_messages;  /* 0 = unlimited */
     int64_t idle_ms;       /* 0 = never */
@@ -293,6 +295,53 @@ int sf_worker_publish(sf_worker_ctx *ctx, const char *topic_suffix, const char *
     if (sf_snprintf(topic, sizeof(topic), "%s%s", ctx->w->prefix, topic_suffix) < 0)
         return sf_error_field(err, "topic", "topic name too long");
     return publish_full(ctx->w, topic, key, type, data, correlationid, err);
+}
+
+/* Task-side helpers: the row goes into the caller's open transaction on db
+ * (sf_db_outbox_add refuses outside one). */
+static int publish_db_full(sf_worker *w, sf_db *db, const char *topic, const char *key, const char *type,
+                           const cJSON *data, const char *correlationid, sf_error *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    if (!w || !db || !type)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "sf_worker_emit_db: worker, db and type are required");
+    if (sf_event_encode(type, w->source, NULL, correlationid, data, &buf, &len, err) < 0)
+        return -1;
+    if (w->direct)
+        rc = sf_kafka_produce(w->prod, topic, key, buf, len, NULL, 0, direct_dr, w, err);
+    else
+        rc = sf_db_outbox_add(db, topic, key, buf, len, err);
+    free(buf);
+    return rc;
+}
+
+int sf_worker_emit_db(sf_worker *w, struct sf_db *db, const char *type, const char *key, const cJSON *data,
+                      const char *correlationid, sf_error *err)
+{
+    if (!w)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "sf_worker_emit_db: no worker");
+    return publish_db_full(w, db, w->events_topic, key, type, data, correlationid, err);
+}
+
+int sf_worker_publish_db(sf_worker *w, struct sf_db *db, const char *topic_suffix, const char *key,
+                         const char *type, const cJSON *data, const char *correlationid, sf_error *err)
+{
+    char topic[256];
+
+    if (!w || !topic_suffix)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "sf_worker_publish_db: worker and topic are required");
+    if (sf_snprintf(topic, sizeof(topic), "%s%s", w->prefix, topic_suffix) < 0)
+        return sf_error_field(err, "topic", "topic name too long");
+    return publish_db_full(w, db, topic, key, type, data, correlationid, err);
+}
+
+void sf_worker_kick_relay(sf_worker *w)
+{
+    if (w)
+        w->kick = true;
 }
 
 /* ---------------------------------------------------------------- outbox */
@@ -818,7 +867,12 @@ static int open_db(sf_worker *w, sf_error *err)
 
     for (;;) {
         sf_error_clear(err);
-        w->db = sf_db_open(sf_config_str(w->cfg, "SCMFLOW_DATABASE_URL"), err);
+        sf_db_opts o;
+
+        memset(&o, 0, sizeof(o));
+        /* pg_stat_activity shows which service holds a connection. */
+        o.application_name = w->def->name;
+        w->db = sf_db_open_opts(sf_config_str(w->cfg, "SCMFLOW_DATABASE_URL"), &o, err);
         if (w->db)
             return 0;
         if (err->cls == SF_ERR_FATAL || stopping(w) || sf_now_mono_ms() + wait > deadline)
@@ -1078,13 +1132,31 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
 
         run_tasks(w, ts);
         if (w->cons) {
-            n = collect(w, items, batch_max, (int)(relay_iv < 100 ? relay_iv : 100), batch_wait, &err);
+            /* A task just committed outbox rows: do not wait for messages
+             * before relaying them. */
+            n = collect(w, items, batch_max, w->kick ? 0 : (int)(relay_iv < 100 ? relay_iv : 100), batch_wait,
+                        &err);
             if (n < 0) {
                 sf_log_error("%s", err.msg);
                 status = 1;
                 break;
             }
+        } else if (!w->direct && w->listening) {
+            /* No consumer: sleep until the relay interval or until a
+             * replica's transaction adds outbox rows (NOTIFY at commit). */
+            sf_error ne;
+
+            sf_error_clear(&ne);
+            r = sf_db_wait_notify(w->db, (int)relay_iv, &ne);
+            if (r > 0)
+                w->kick = true;
+            else if (r < 0) {
+                w->listening = false; /* connection lost: plain sleeps until re-LISTEN */
+                backoff_sleep(w, relay_iv);
+            }
         } else {
+            if (!w->direct && w->def->ntasks > 0 && sf_db_listen(w->db, SF_DB_OUTBOX_CHANNEL, NULL) == 0)
+                w->listening = true;
             backoff_sleep(w, relay_iv);
         }
         if (n > 0) {
@@ -1107,9 +1179,10 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
             last_relay = sf_now_mono_ms();
         }
         now = sf_now_mono_ms();
-        if (now - last_relay >= relay_iv) {
+        if (w->kick || now - last_relay >= relay_iv) {
             uint64_t before = sf_relay_sent_total(w->relay);
 
+            w->kick = false;
             relay_pass(w, 20);
             last_relay = now;
             if (sf_relay_sent_total(w->relay) != before)

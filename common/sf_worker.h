@@ -150,6 +150,31 @@ int sf_worker_publish(sf_worker_ctx *ctx, const char *topic_suffix, const char *
                       const char *type, const cJSON *data, const char *correlationid,
                       sf_error *err);
 
+/* ---- periodic tasks (outside a handler) ---- */
+
+/*
+ * Emit / publish from a periodic task (or init): encodes a CloudEvent
+ * (source "scmflow/<name>", new id, correlationid nullable) and adds it to
+ * the outbox with sf_db_outbox_add INSIDE THE CALLER'S OPEN TRANSACTION on
+ * db (normally sf_worker_dbh(w)); it is published after that transaction
+ * commits. Call sf_worker_kick_relay(w) after the COMMIT so the relay runs
+ * at once instead of at its next interval (the outbox NOTIFY also wakes
+ * the relays of the other replicas). data is borrowed. In direct
+ * (benchmark) mode the event is produced straight to Kafka instead.
+ * Returns 0, or -1 with err (INVALID for a bad event, DB errors as
+ * classified by sf_db).
+ */
+int sf_worker_emit_db(sf_worker *w, struct sf_db *db, const char *type, const char *key,
+                      const cJSON *data, const char *correlationid, sf_error *err);
+/* Same for another topic (suffix, e.g. SF_TOPIC_STATUS_COMMANDS). */
+int sf_worker_publish_db(sf_worker *w, struct sf_db *db, const char *topic_suffix, const char *key,
+                         const char *type, const cJSON *data, const char *correlationid,
+                         sf_error *err);
+/* Ask the loop to run the outbox relay right after the current task/batch
+ * (call after the COMMIT of rows added with the helpers above). Cheap;
+ * may be called from the loop's thread only. */
+void sf_worker_kick_relay(sf_worker *w);
+
 /* ---- anywhere ---- */
 
 const sf_config *sf_worker_config(const sf_worker *w);

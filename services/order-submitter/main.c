@@ -43,6 +43,9 @@ static const sf_cfg_def settings[] = {
      false},
     {"SCMFLOW_SUBMIT_FIRST_CHECK", SF_CFG_DURATION, "60s", 0, 86400000, NULL,
      "delay from submission to the first status check (next_check_at)", false},
+    {"SCMFLOW_SUBMIT_PARALLEL", SF_CFG_INT, "8", 1, 64, NULL,
+     "enroll calls to SCM in flight at once per replica (threads, one SCM client each)",
+     false},
     {"SCMFLOW_SCM_CA_BUNDLE", SF_CFG_STRING, "", 0, 0, NULL,
      "PEM file of CAs trusted for SCM's TLS (empty = system)", false},
     {"SCMFLOW_SCM_TIMEOUT", SF_CFG_DURATION, "60s", 100, 600000, NULL,
@@ -99,7 +102,38 @@ void os_scm_drop(os_runner *r, const char *account)
     }
 }
 
+static sf_scm_client *new_client(os_runner *r, const char *account, sf_error *err);
+
+sf_scm_client *os_scm_new_client(os_runner *r, const char *account, sf_error *err)
+{
+    return new_client(r, account, err);
+}
+
 sf_scm_client *os_scm_for_account(os_runner *r, const char *account, sf_error *err)
+{
+    sf_scm_client *c;
+
+    for (size_t i = 0; i < r->nclients; i++)
+        if (strcmp(r->clients[i].account, account) == 0)
+            return r->clients[i].c;
+    if ((c = new_client(r, account, err)) == NULL)
+        return NULL;
+    if (r->nclients == OS_MAX_CLIENTS) {
+        sf_scm_client_free(r->clients[0].c);
+        free(r->clients[0].account);
+        r->clients[0] = r->clients[--r->nclients];
+    }
+    r->clients[r->nclients].account = sf_strdup(account);
+    if (r->clients[r->nclients].account == NULL) {
+        sf_scm_client_free(c);
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        return NULL;
+    }
+    r->clients[r->nclients++].c = c;
+    return c;
+}
+
+static sf_scm_client *new_client(os_runner *r, const char *account, sf_error *err)
 {
     static const char sql[] =
         "SELECT base_url, login, customer_uri, password_sealed, auth_mode"
@@ -113,9 +147,6 @@ sf_scm_client *os_scm_for_account(os_runner *r, const char *account, sf_error *e
     sf_scm_client *c = NULL;
     const char *ca;
 
-    for (size_t i = 0; i < r->nclients; i++)
-        if (strcmp(r->clients[i].account, account) == 0)
-            return r->clients[i].c;
     if (sf_db_exec(sf_worker_dbh(r->w), sql, 1, params, &res, err) < 0)
         goto out;
     if (PQntuples(res) != 1) {
@@ -136,21 +167,7 @@ sf_scm_client *os_scm_for_account(os_runner *r, const char *account, sf_error *e
     ca = os_setting_str(r, "SCMFLOW_SCM_CA_BUNDLE");
     acct.ca_bundle = ca[0] ? ca : NULL;
     acct.total_timeout_ms = (long)os_setting_ms(r, "SCMFLOW_SCM_TIMEOUT");
-    if ((c = sf_scm_client_new(&acct, err)) == NULL)
-        goto out;
-    if (r->nclients == OS_MAX_CLIENTS) {
-        sf_scm_client_free(r->clients[0].c);
-        free(r->clients[0].account);
-        r->clients[0] = r->clients[--r->nclients];
-    }
-    r->clients[r->nclients].account = sf_strdup(account);
-    if (r->clients[r->nclients].account == NULL) {
-        sf_scm_client_free(c);
-        c = NULL;
-        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
-        goto out;
-    }
-    r->clients[r->nclients++].c = c;
+    c = sf_scm_client_new(&acct, err);
 out:
     sf_secret_free(pw, pwlen);
     PQclear(res);

@@ -56,6 +56,8 @@ const char *os_setting_str(os_runner *r, const char *name);
  * Borrowed; os_scm_drop forgets it (after an AUTH error). */
 struct sf_scm_client *os_scm_for_account(os_runner *r, const char *account, sf_error *err);
 void os_scm_drop(os_runner *r, const char *account);
+/* A new, uncached client (for a worker thread; caller frees). */
+struct sf_scm_client *os_scm_new_client(os_runner *r, const char *account, sf_error *err);
 
 /* ---- validation (os_validate.c) ---- */
 

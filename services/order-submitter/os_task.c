@@ -20,6 +20,8 @@
  * process of this host) and are reconciled. Never twice, never lost.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -584,15 +586,15 @@ static int scm_status(sf_scm_client *scm, int64_t ssl_id, char **status, sf_erro
     return 0;
 }
 
-static void run_one(os_runner *r, op *o)
+static void run_one(os_runner *r, op *o, sf_scm_client *own)
 {
-    sf_scm_client *scm;
+    sf_scm_client *scm = own;
     sf_error *err = &o->err;
     int found = 0;
 
     sf_error_clear(err);
     sf_log_ctx_order(o->order_id);
-    if ((scm = os_scm_for_account(r, o->account, err)) == NULL) {
+    if (scm == NULL && (scm = os_scm_for_account(r, o->account, err)) == NULL) {
         o->out = OUT_RETRY;
         return;
     }
@@ -705,7 +707,8 @@ failed:
         o->out = OUT_UNKNOWN;
         break;
     case SF_ERR_AUTH:
-        os_scm_drop(r, o->account);
+        if (own == NULL)
+            os_scm_drop(r, o->account);
         o->out = OUT_RETRY;
         break;
     default:
@@ -1064,6 +1067,84 @@ static int record_all(os_runner *r, op *ops, int n, sf_error *err)
     return 0;
 }
 
+/* Enroll calls in parallel: SCM latency, not CPU, bounds a sequential
+ * submitter. Each thread has its own SCM client (one per thread, sf_scm.h)
+ * and touches only its ops (no DB: enroll reconcile needs none). */
+typedef struct par {
+    os_runner *r;
+    op *ops;
+    int n;
+    const char *account;
+    atomic_int next;
+} par;
+
+typedef struct par_thread {
+    par *p;
+    sf_scm_client *scm;
+    pthread_t tid;
+} par_thread;
+
+static bool par_eligible(const par *p, const op *o)
+{
+    return o->out == OUT_NONE && strcmp(o->kind, "enroll") == 0 &&
+           strcmp(o->account, p->account) == 0;
+}
+
+static void *par_main(void *arg)
+{
+    par_thread *t = arg;
+    par *p = t->p;
+    int i;
+
+    while ((i = atomic_fetch_add(&p->next, 1)) < p->n) {
+        op *o = &p->ops[i];
+
+        if (par_eligible(p, o) && !sf_worker_stop_requested(os_worker(p->r)))
+            run_one(p->r, o, t->scm);
+    }
+    sf_log_ctx_clear();
+    return NULL;
+}
+
+static void run_parallel(os_runner *r, op *ops, int n)
+{
+    int want = (int)os_setting_int(r, "SCMFLOW_SUBMIT_PARALLEL"), nt = 0, elig = 0;
+    par p = {r, ops, n, NULL, 0};
+    par_thread th[64];
+
+    for (int i = 0; i < n; i++)
+        if (ops[i].out == OUT_NONE && strcmp(ops[i].kind, "enroll") == 0 && p.account == NULL)
+            p.account = ops[i].account;
+    if (p.account == NULL || want <= 1)
+        return;
+    for (int i = 0; i < n; i++)
+        if (par_eligible(&p, &ops[i]))
+            elig++;
+    if (want > elig)
+        want = elig;
+    if (want > 64)
+        want = 64;
+    if (want <= 1)
+        return;
+    for (int k = 0; k < want; k++) {
+        sf_error e;
+
+        sf_error_clear(&e);
+        th[nt].p = &p;
+        if ((th[nt].scm = os_scm_new_client(r, p.account, &e)) == NULL)
+            break;
+        if (pthread_create(&th[nt].tid, NULL, par_main, &th[nt]) != 0) {
+            sf_scm_client_free(th[nt].scm);
+            break;
+        }
+        nt++;
+    }
+    for (int k = 0; k < nt; k++) {
+        pthread_join(th[k].tid, NULL);
+        sf_scm_client_free(th[k].scm);
+    }
+}
+
 int os_task_submit(sf_worker *w, void *ud, sf_error *err)
 {
     os_runner *r = ud;
@@ -1088,14 +1169,15 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
         }
         if (n == 0)
             break;
+        run_parallel(r, ops, n);
         for (int i = 0; i < n; i++) {
-            if (ops[i].out == OUT_REFUSED)
-                continue;
+            if (ops[i].out != OUT_NONE)
+                continue; /* refused before the call, or done by a thread */
             if (sf_worker_stop_requested(w)) {
                 ops[i].out = OUT_SKIPPED;
                 continue;
             }
-            run_one(r, &ops[i]);
+            run_one(r, &ops[i], NULL);
         }
         if (record_all(r, ops, n, err) < 0)
             rc = -1;

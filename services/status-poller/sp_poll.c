@@ -26,6 +26,17 @@
 #include "sf_worker.h"
 #include "sf_util.h"
 
+/* What recording one check does to its order (NULL strings keep the column). */
+typedef struct upd {
+    const char *state;
+    bool has_next;
+    int64_t next_ms;
+    int step;
+    char *last_error;          /* owned */
+    bool attention;
+    const char *attention_reason;
+} upd;
+
 typedef struct item {
     /* claimed */
     char *id, *account, *state, *old_status, *cmd_id, *last_error_code;
@@ -43,6 +54,13 @@ typedef struct item {
     sf_error cerr;
     char *chain;
     size_t chain_len;
+    /* the plan of the record step */
+    upd u;
+    bool hist;
+    char hist_reason[96];
+    bool revoke_certs;
+    cJSON *events;             /* [{topic, type, data}] in order */
+    bool updated;              /* the lease was still ours */
 } item;
 
 static void item_release(item *it)
@@ -56,6 +74,8 @@ static void item_release(item *it)
     free(it->status);
     free(it->details_json);
     free(it->chain);
+    free(it->u.last_error);
+    cJSON_Delete(it->events);
     memset(it, 0, sizeof(*it));
 }
 
@@ -268,7 +288,16 @@ fail:
     }
 }
 
-/* ---- record ---- */
+/* ---- record ----
+ *
+ * Recording is planned per order in memory (plan_one: no I/O), then applied
+ * for the whole round with a handful of statements: one UPDATE of every
+ * order (jsonb_to_recordset; guarded by lease_owner = me), one INSERT of the
+ * history rows, one INSERT of the outbox rows. One statement per order would
+ * cost a round trip each and cap a replica at a few hundred checks per
+ * second whatever SCM's latency. If the round's transaction fails, each
+ * order is recorded in its own transaction so one bad row cannot hold back
+ * the others. */
 
 static cJSON *ev_base(const item *it)
 {
@@ -282,15 +311,23 @@ static cJSON *ev_base(const item *it)
     return d;
 }
 
-static int emit(sp_runner *r, const item *it, const char *type, cJSON *d, sf_error *err)
+/* Queue an event (data is taken over). -1 on out of memory. */
+static int plan_event(item *it, const char *topic, const char *type, cJSON *d)
 {
-    int rc;
+    cJSON *e;
 
     if (d == NULL)
-        return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
-    rc = sp_outbox_tx(r, sp_events_topic(r), type, it->id, d, it->cmd_id, err);
-    cJSON_Delete(d);
-    return rc;
+        return -1;
+    if ((it->events == NULL && (it->events = cJSON_CreateArray()) == NULL) ||
+        (e = cJSON_CreateObject()) == NULL) {
+        cJSON_Delete(d);
+        return -1;
+    }
+    cJSON_AddStringToObject(e, "topic", topic);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddItemToObject(e, "data", d);
+    cJSON_AddItemToArray(it->events, e);
+    return 0;
 }
 
 static char *error_json(const char *code, const sf_error *e)
@@ -309,106 +346,23 @@ static char *error_json(const char *code, const sf_error *e)
     return s;
 }
 
-/* The update of one order; NULL params keep the column. */
-typedef struct upd {
-    const char *state;
-    bool has_next;
-    int64_t next_ms;
-    int step;
-    char *last_error;          /* owned */
-    bool attention;
-    const char *attention_reason;
-} upd;
-
-/* 1 = updated, 0 = lease lost (skip the rest), -1 error. */
-static int update_order(sp_runner *r, const item *it, const upd *u, sf_error *err)
+/* The collected chain as text that validates ("-----BEGIN"): every format
+ * the setting allows is PEM text; anything else is refused here. */
+static cJSON *collected_data(const item *it, const char *fmt)
 {
-    static const char sql[] =
-        "UPDATE orders SET scm_status = coalesce($2, scm_status), state = coalesce($3, state),"
-        " next_check_at = CASE WHEN $4::bigint IS NULL THEN NULL"
-        "   ELSE now() + $4::bigint * interval '1 millisecond' END,"
-        " check_step = $5::int, lease_owner = NULL, lease_until = NULL,"
-        " check_requested = false, check_command_id = NULL,"
-        " scm_details = coalesce($6::jsonb, scm_details), last_error = $7::jsonb,"
-        " needs_attention = needs_attention OR $8::bool,"
-        " attention_reason = CASE WHEN $8::bool THEN $9 ELSE attention_reason END,"
-        " issued_at = CASE WHEN $3 = 'issued' THEN now() ELSE issued_at END,"
-        " updated_at = now()"
-        " WHERE id = $1 AND lease_owner = $10";
-    char next[32], step[16];
-    PGresult *res = NULL;
-    int64_t n;
+    cJSON *d;
+    char now[40];
 
-    (void)sf_snprintf(next, sizeof(next), "%lld", (long long)u->next_ms);
-    (void)sf_snprintf(step, sizeof(step), "%d", u->step);
-    {
-        const char *p[10] = {it->id,
-                             it->rc == 0 ? it->status : NULL,
-                             u->state,
-                             u->has_next ? next : NULL,
-                             step,
-                             it->rc == 0 ? it->details_json : NULL,
-                             u->last_error,
-                             u->attention ? "true" : "false",
-                             u->attention_reason,
-                             sf_worker_instance_id(sp_worker(r))};
-
-        if (sf_db_exec(sf_worker_dbh(sp_worker(r)), sql, 10, p, &res, err) < 0)
-            return -1;
-    }
-    n = sf_db_affected(res);
-    PQclear(res);
-    return n > 0 ? 1 : 0;
-}
-
-static int history(sp_runner *r, const item *it, const char *new_state, const char *reason,
-                   sf_error *err)
-{
-    static const char sql[] =
-        "INSERT INTO order_status_history (order_id, old_state, new_state, old_status,"
-        " new_status, reason) VALUES ($1, $2, $3, $4, $5, $6)";
-    const char *p[6] = {it->id, it->state, new_state ? new_state : it->state, it->old_status,
-                        it->status, reason};
-
-    return sf_db_exec(sf_worker_dbh(sp_worker(r)), sql, 6, p, NULL, err);
-}
-
-/* The collected chain as text that validates ("-----BEGIN"): the PEM
- * formats already are; anything else SCM might answer is wrapped so
- * repo-ingest sees it (and refuses it with a reason if it is garbage). */
-static char *chain_text(const item *it)
-{
-    if (it->chain_len > 0 && sf_utf8_valid(it->chain, it->chain_len) &&
-        strstr(it->chain, "-----BEGIN ") != NULL)
-        return sf_strdup(it->chain);
-    return NULL;
-}
-
-static int publish_collected(sp_runner *r, const item *it, const char *fmt, sf_error *err)
-{
-    cJSON *d = cJSON_CreateObject();
-    char now[40], *txt = chain_text(it);
-    int rc = -1;
-
-    if (d == NULL || txt == NULL) {
-        if (d && txt == NULL)
-            sf_error_field(err, "chain", "collected certificate of sslId %lld is not PEM text",
-                           (long long)it->ssl_id);
-        else
-            sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
-        goto out;
-    }
+    if (it->chain_len == 0 || !sf_utf8_valid(it->chain, it->chain_len) ||
+        strstr(it->chain, "-----BEGIN ") == NULL || (d = cJSON_CreateObject()) == NULL)
+        return NULL;
     sf_format_rfc3339(sf_now_wall_ms(), now, sizeof(now));
     cJSON_AddStringToObject(d, "order_id", it->id);
     cJSON_AddNumberToObject(d, "ssl_id", (double)it->ssl_id);
     cJSON_AddStringToObject(d, "format", fmt);
-    cJSON_AddStringToObject(d, "chain_pem", txt);
+    cJSON_AddStringToObject(d, "chain_pem", it->chain);
     cJSON_AddStringToObject(d, "collected_at", now);
-    rc = sp_outbox_tx(r, sp_collected_topic(r), SF_MSG_CERT_COLLECTED, it->id, d, it->cmd_id, err);
-out:
-    cJSON_Delete(d);
-    free(txt);
-    return rc;
+    return d;
 }
 
 static void metric(const char *name, const char *outcome)
@@ -432,113 +386,110 @@ static void lower_code(const char *prefix, const char *s, char *buf, size_t size
     buf[k] = '\0';
 }
 
-/* Record one order's outcome inside the open transaction. */
-static int record_one(sp_runner *r, item *it, sf_error *err)
+/* Decide what recording this check does (no I/O). -1 on out of memory. */
+static int plan_one(sp_runner *r, item *it)
 {
     const char *fmt = sp_setting_str(r, "SCMFLOW_STATUS_COLLECT_FORMAT");
+    const char *ev = sp_events_topic(r);
     int64_t attention_after = sp_setting_int(r, "SCMFLOW_STATUS_ATTENTION_AFTER");
     int64_t daily = sp_setting_ms(r, "SCMFLOW_STATUS_POLL_INTERVAL");
     bool open = strcmp(it->state, "submitted") == 0;
-    upd u = {0};
+    upd *u = &it->u;
     bool changed;
-    int rc = -1, k;
     char code[96];
 
     if (it->rc < 0) {
-        /* The check failed: try again later, on the ladder (at least what
-         * SCM asked for with Retry-After). */
+        /* The check failed: again later, on the ladder (at least what SCM
+         * asked for with Retry-After). */
         bool nf = it->err.cls == SF_ERR_NOT_FOUND;
 
         metric("scmflow_status_checks_total", sf_err_class_name(it->err.cls));
-        u.step = it->step + 1;
-        u.has_next = open || it->requested;
-        u.next_ms = nf ? daily : sp_ladder_ms(r, it->step);
-        if (it->err.retry_after_ms > u.next_ms)
-            u.next_ms = it->err.retry_after_ms;
-        if (!open && !nf)
-            u.has_next = true; /* an on-demand check of a closed order: retry it too */
-        if (!open && nf)
-            u.has_next = false;
-        u.last_error = error_json(nf ? "scm_not_found" : "status_check_failed", &it->err);
-        if (nf || u.step >= attention_after) {
-            u.attention = true;
-            u.attention_reason = nf ? "SCM does not know this sslId"
-                                    : "status checks keep failing (see last_error)";
-        }
-        if ((k = update_order(r, it, &u, err)) <= 0) {
-            rc = k;
-            goto out;
+        u->step = it->step + 1;
+        u->has_next = !(nf && !open);
+        u->next_ms = nf ? daily : sp_ladder_ms(r, it->step);
+        if (it->err.retry_after_ms > u->next_ms)
+            u->next_ms = it->err.retry_after_ms;
+        if ((u->last_error = error_json(nf ? "scm_not_found" : "status_check_failed", &it->err)) == NULL)
+            return -1;
+        if (nf || u->step >= attention_after) {
+            u->attention = true;
+            u->attention_reason = nf ? "SCM does not know this sslId"
+                                     : "status checks keep failing (see last_error)";
         }
         if (it->requested) {
             cJSON *d = ev_base(it), *e = cJSON_CreateObject();
 
-            if (d && e) {
-                cJSON_AddStringToObject(d, "action", "check_status");
-                cJSON_AddItemToObject(d, "error", e);
-                cJSON_AddStringToObject(e, "code", nf ? "scm_not_found" : "status_check_failed");
-                cJSON_AddStringToObject(e, "message",
-                                        it->err.msg[0] ? it->err.msg : "status check failed");
-                if (it->err.code)
-                    cJSON_AddNumberToObject(e, "scm_code", it->err.code);
-                e = NULL;
+            if (d == NULL || e == NULL) {
+                cJSON_Delete(d);
+                cJSON_Delete(e);
+                return -1;
             }
-            cJSON_Delete(e);
-            if (emit(r, it, SF_EV_ORDER_FAILED, d, err) < 0)
-                goto out;
+            cJSON_AddStringToObject(d, "action", "check_status");
+            cJSON_AddItemToObject(d, "error", e);
+            cJSON_AddStringToObject(e, "code", nf ? "scm_not_found" : "status_check_failed");
+            cJSON_AddStringToObject(e, "message", it->err.msg[0] ? it->err.msg : "status check failed");
+            if (it->err.code)
+                cJSON_AddNumberToObject(e, "scm_code", it->err.code);
+            if (plan_event(it, ev, SF_EV_ORDER_FAILED, d) < 0)
+                return -1;
         }
-        rc = 1;
-        goto out;
+        return 0;
     }
 
     metric("scmflow_status_checks_total", it->status);
     changed = it->old_status == NULL || strcmp(it->old_status, it->status) != 0;
-    u.step = it->step;
-
+    u->step = it->step;
     if (is_final_failure(it->status) && strcmp(it->state, "failed") != 0 &&
         strcmp(it->state, "revoked") != 0) {
-        u.state = "failed";
+        u->state = "failed";
     } else if (strcmp(it->status, "Revoked") == 0 && strcmp(it->state, "revoked") != 0) {
-        u.state = "revoked";
+        u->state = "revoked";
+        it->revoke_certs = true;
     } else if (it->want_collect) {
-        if (it->crc == 0 && it->chain != NULL) {
-            u.state = "issued";
-            u.step = 0;
+        cJSON *cd = it->crc == 0 && it->chain ? collected_data(it, fmt) : NULL;
+
+        if (cd) {
+            u->state = "issued";
+            u->step = 0;
             metric("scmflow_status_collects_total", "ok");
+            if (plan_event(it, sp_collected_topic(r), SF_MSG_CERT_COLLECTED, cd) < 0)
+                return -1;
         } else {
             /* Issued but not downloadable yet (PENDING), or the collect
              * failed: keep the order open and retry on the ladder. */
-            bool pending = it->cerr.cls == SF_ERR_PENDING;
+            bool pending = it->crc < 0 && it->cerr.cls == SF_ERR_PENDING;
 
-            metric("scmflow_status_collects_total", sf_err_class_name(it->cerr.cls));
-            u.has_next = true;
-            u.next_ms = sp_ladder_ms(r, it->step);
-            if (it->cerr.retry_after_ms > u.next_ms)
-                u.next_ms = it->cerr.retry_after_ms;
-            u.step = it->step + 1;
+            if (it->crc == 0) /* a body that is no PEM text */
+                sf_error_field(&it->cerr, "chain", "collect of sslId %lld returned no PEM text",
+                               (long long)it->ssl_id);
+            metric("scmflow_status_collects_total",
+                   pending ? "pending" : sf_err_class_name(it->cerr.cls));
+            u->has_next = true;
+            u->next_ms = sp_ladder_ms(r, it->step);
+            if (it->cerr.retry_after_ms > u->next_ms)
+                u->next_ms = it->cerr.retry_after_ms;
+            u->step = it->step + 1;
             if (!pending) {
-                u.last_error = error_json("collect_failed", &it->cerr);
-                if (u.step >= attention_after || it->cerr.cls == SF_ERR_REJECTED) {
-                    u.attention = true;
-                    u.attention_reason = "the issued certificate cannot be collected (see last_error)";
+                if ((u->last_error = error_json("collect_failed", &it->cerr)) == NULL)
+                    return -1;
+                if (u->step >= attention_after || it->cerr.cls == SF_ERR_REJECTED ||
+                    it->cerr.cls == SF_ERR_INVALID) {
+                    u->attention = true;
+                    u->attention_reason = "the issued certificate cannot be collected (see last_error)";
                 }
             }
         }
     } else if (open && strcmp(it->status, "Expired") != 0) {
         /* Still in progress at SCM: next rung of the ladder. */
-        u.has_next = true;
-        u.next_ms = sp_ladder_ms(r, it->step);
-        u.step = it->step + 1;
+        u->has_next = true;
+        u->next_ms = sp_ladder_ms(r, it->step);
+        u->step = it->step + 1;
     }
     /* else: a closed order checked on demand, or Expired: no next check */
 
-    if ((k = update_order(r, it, &u, err)) <= 0) {
-        rc = k;
-        goto out;
-    }
-    if (changed || u.state) {
-        (void)sf_snprintf(code, sizeof(code), "status check: %s", it->status);
-        if (history(r, it, u.state, code, err) < 0)
-            goto out;
+    if (changed || u->state) {
+        it->hist = true;
+        (void)sf_snprintf(it->hist_reason, sizeof(it->hist_reason), "status check: %s", it->status);
     }
     if (changed || it->requested) {
         /* A requested check is answered even when nothing changed. */
@@ -549,68 +500,242 @@ static int record_one(sp_runner *r, item *it, sf_error *err)
                 cJSON_AddStringToObject(d, "old_status", it->old_status);
             cJSON_AddStringToObject(d, "status", it->status);
         }
-        if (emit(r, it, SF_EV_ORDER_STATUS_CHANGED, d, err) < 0)
-            goto out;
+        /* the status change goes before the collected message's events */
+        if (plan_event(it, ev, SF_EV_ORDER_STATUS_CHANGED, d) < 0)
+            return -1;
+        if (cJSON_GetArraySize(it->events) > 1) {
+            cJSON *last = cJSON_DetachItemFromArray(it->events, cJSON_GetArraySize(it->events) - 1);
+
+            cJSON_InsertItemInArray(it->events, 0, last);
+        }
     }
-    if (u.state && strcmp(u.state, "failed") == 0) {
+    if (u->state && strcmp(u->state, "failed") == 0) {
         cJSON *d = ev_base(it), *e = cJSON_CreateObject();
 
-        lower_code("scm_", it->status, code, sizeof(code));
-        if (d && e) {
-            cJSON_AddStringToObject(d, "action", "check_status");
-            cJSON_AddStringToObject(d, "status", it->status);
-            cJSON_AddItemToObject(d, "error", e);
-            cJSON_AddStringToObject(e, "code", code);
-            cJSON_AddStringToObject(e, "message", it->status);
-            e = NULL;
+        if (d == NULL || e == NULL) {
+            cJSON_Delete(d);
+            cJSON_Delete(e);
+            return -1;
         }
-        cJSON_Delete(e);
-        if (emit(r, it, SF_EV_ORDER_FAILED, d, err) < 0)
-            goto out;
-    } else if (u.state && strcmp(u.state, "revoked") == 0) {
-        static const char sql[] =
-            "UPDATE certificates SET status = 'revoked', updated_at = now()"
-            " WHERE order_id = $1 AND status IN ('active', 'superseded')";
-        const char *p[1] = {it->id};
+        lower_code("scm_", it->status, code, sizeof(code));
+        cJSON_AddStringToObject(d, "action", "check_status");
+        cJSON_AddStringToObject(d, "status", it->status);
+        cJSON_AddItemToObject(d, "error", e);
+        cJSON_AddStringToObject(e, "code", code);
+        cJSON_AddStringToObject(e, "message", it->status);
+        if (plan_event(it, ev, SF_EV_ORDER_FAILED, d) < 0)
+            return -1;
+    } else if (u->state && strcmp(u->state, "revoked") == 0) {
+        if (plan_event(it, ev, SF_EV_ORDER_REVOKED, ev_base(it)) < 0)
+            return -1;
+    }
+    return 0;
+}
 
-        if (sf_db_exec(sf_worker_dbh(sp_worker(r)), sql, 1, p, NULL, err) < 0)
-            goto out;
-        if (emit(r, it, SF_EV_ORDER_REVOKED, ev_base(it), err) < 0)
-            goto out;
-    } else if (u.state && strcmp(u.state, "issued") == 0) {
-        if (publish_collected(r, it, fmt, err) < 0)
+/* Apply the plans of items[0..n) in the open transaction. */
+static int apply(sp_runner *r, item *items, size_t n, sf_error *err)
+{
+    static const char sql_upd[] =
+        "UPDATE orders o SET scm_status = coalesce(u.status, o.scm_status),"
+        " state = coalesce(u.state, o.state),"
+        " next_check_at = CASE WHEN u.next_ms IS NULL THEN NULL"
+        "   ELSE now() + u.next_ms * interval '1 millisecond' END,"
+        " check_step = u.step, lease_owner = NULL, lease_until = NULL,"
+        " check_requested = false, check_command_id = NULL,"
+        " scm_details = coalesce(u.details, o.scm_details), last_error = u.last_error,"
+        " needs_attention = o.needs_attention OR u.attention,"
+        " attention_reason = CASE WHEN u.attention THEN u.reason ELSE o.attention_reason END,"
+        " issued_at = CASE WHEN u.state = 'issued' THEN now() ELSE o.issued_at END,"
+        " updated_at = now()"
+        " FROM jsonb_to_recordset($1::jsonb) AS u(id text, status text, state text, next_ms bigint,"
+        "   step int, details jsonb, last_error jsonb, attention bool, reason text)"
+        " WHERE o.id = u.id AND o.lease_owner = $2"
+        " RETURNING o.id";
+    static const char sql_hist[] =
+        "INSERT INTO order_status_history (order_id, old_state, new_state, old_status, new_status, reason)"
+        " SELECT h->>'order_id', h->>'old_state', h->>'new_state', h->>'old_status', h->>'new_status',"
+        " h->>'reason' FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(h, n) ORDER BY n";
+    static const char sql_revoke[] =
+        "UPDATE certificates SET status = 'revoked', updated_at = now()"
+        " WHERE order_id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))"
+        " AND status IN ('active', 'superseded')";
+    /* Outbox rows written like sf_db_outbox_add does (table of
+     * 001_core.sql, NOTIFY at commit), one statement for the round. */
+    static const char sql_outbox[] =
+        "WITH ins AS (INSERT INTO outbox (topic, msg_key, payload)"
+        " SELECT e->>'topic', e->>'key', convert_to(e->>'payload', 'UTF8')"
+        " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n)"
+        " ORDER BY n RETURNING 1)"
+        " SELECT count(*), pg_notify($2, '') FROM ins";
+    sf_db *db = sf_worker_dbh(sp_worker(r));
+    cJSON *rows = cJSON_CreateArray(), *hist = cJSON_CreateArray(), *rev = cJSON_CreateArray();
+    cJSON *out = cJSON_CreateArray();
+    char *txt = NULL, source[160];
+    PGresult *res = NULL;
+    size_t nev = 0;
+    int rc = -1;
+
+    (void)sf_snprintf(source, sizeof(source), "scmflow/%s", sf_worker_name(sp_worker(r)));
+    if (rows == NULL || hist == NULL || rev == NULL || out == NULL)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        item *it = &items[i];
+        cJSON *o = cJSON_CreateObject();
+
+        if (o == NULL)
+            goto oom;
+        cJSON_AddItemToArray(rows, o);
+        cJSON_AddStringToObject(o, "id", it->id);
+        if (it->rc == 0)
+            cJSON_AddStringToObject(o, "status", it->status);
+        if (it->u.state)
+            cJSON_AddStringToObject(o, "state", it->u.state);
+        if (it->u.has_next)
+            cJSON_AddNumberToObject(o, "next_ms", (double)it->u.next_ms);
+        cJSON_AddNumberToObject(o, "step", it->u.step);
+        if (it->rc == 0 && it->details_json)
+            cJSON_AddRawToObject(o, "details", it->details_json);
+        if (it->u.last_error)
+            cJSON_AddRawToObject(o, "last_error", it->u.last_error);
+        cJSON_AddBoolToObject(o, "attention", it->u.attention);
+        if (it->u.attention_reason)
+            cJSON_AddStringToObject(o, "reason", it->u.attention_reason);
+        it->updated = false;
+    }
+    if ((txt = cJSON_PrintUnformatted(rows)) == NULL)
+        goto oom;
+    {
+        const char *p[2] = {txt, sf_worker_instance_id(sp_worker(r))};
+
+        if (sf_db_exec(db, sql_upd, 2, p, &res, err) < 0)
             goto out;
     }
-    rc = 1;
+    /* which orders were still ours (ids are unique within a round) */
+    for (int k = 0; k < PQntuples(res); k++) {
+        const char *id = PQgetvalue(res, k, 0);
+
+        for (size_t i = 0; i < n; i++)
+            if (!items[i].updated && strcmp(items[i].id, id) == 0) {
+                items[i].updated = true;
+                break;
+            }
+    }
+    PQclear(res);
+    res = NULL;
+    free(txt);
+    txt = NULL;
+    for (size_t i = 0; i < n; i++) {
+        item *it = &items[i];
+        const cJSON *e;
+
+        if (!it->updated)
+            continue;
+        if (it->hist) {
+            cJSON *h = cJSON_CreateObject();
+
+            if (h == NULL)
+                goto oom;
+            cJSON_AddItemToArray(hist, h);
+            cJSON_AddStringToObject(h, "order_id", it->id);
+            cJSON_AddStringToObject(h, "old_state", it->state);
+            cJSON_AddStringToObject(h, "new_state", it->u.state ? it->u.state : it->state);
+            if (it->old_status)
+                cJSON_AddStringToObject(h, "old_status", it->old_status);
+            cJSON_AddStringToObject(h, "new_status", it->status);
+            cJSON_AddStringToObject(h, "reason", it->hist_reason);
+        }
+        if (it->revoke_certs)
+            cJSON_AddItemToArray(rev, cJSON_CreateString(it->id));
+        cJSON_ArrayForEach(e, it->events) {
+            const char *topic = cJSON_GetObjectItemCaseSensitive(e, "topic")->valuestring;
+            const char *type = cJSON_GetObjectItemCaseSensitive(e, "type")->valuestring;
+            char *payload = NULL;
+            cJSON *row;
+
+            if (sf_event_encode(type, source, NULL, it->cmd_id,
+                                cJSON_GetObjectItemCaseSensitive(e, "data"), &payload, NULL, err) < 0)
+                goto out;
+            if ((row = cJSON_CreateObject()) == NULL) {
+                free(payload);
+                goto oom;
+            }
+            cJSON_AddItemToArray(out, row);
+            cJSON_AddStringToObject(row, "topic", topic);
+            cJSON_AddStringToObject(row, "key", it->id);
+            cJSON_AddStringToObject(row, "payload", payload);
+            free(payload);
+            nev++;
+        }
+    }
+    if (cJSON_GetArraySize(hist) > 0) {
+        if ((txt = cJSON_PrintUnformatted(hist)) == NULL)
+            goto oom;
+        {
+            const char *p[1] = {txt};
+
+            if (sf_db_exec(db, sql_hist, 1, p, NULL, err) < 0)
+                goto out;
+        }
+        free(txt);
+        txt = NULL;
+    }
+    if (cJSON_GetArraySize(rev) > 0) {
+        if ((txt = cJSON_PrintUnformatted(rev)) == NULL)
+            goto oom;
+        {
+            const char *p[1] = {txt};
+
+            if (sf_db_exec(db, sql_revoke, 1, p, NULL, err) < 0)
+                goto out;
+        }
+        free(txt);
+        txt = NULL;
+    }
+    if (nev > 0) {
+        if ((txt = cJSON_PrintUnformatted(out)) == NULL)
+            goto oom;
+        {
+            const char *p[2] = {txt, SF_DB_OUTBOX_CHANNEL};
+
+            if (sf_db_exec(db, sql_outbox, 2, p, NULL, err) < 0)
+                goto out;
+        }
+    }
+    rc = 0;
+    goto out;
+oom:
+    sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
 out:
-    free(u.last_error);
+    PQclear(res);
+    free(txt);
+    cJSON_Delete(rows);
+    cJSON_Delete(hist);
+    cJSON_Delete(rev);
+    cJSON_Delete(out);
     return rc;
 }
 
-/* Record every item: one transaction for the round; if it fails (one bad
- * row), each order in its own transaction so the others are not held
- * back. */
+/* Record every item: one transaction for the round; if it fails, each
+ * order in its own transaction. */
 static int record_all(sp_runner *r, item *items, size_t n, sf_error *err)
 {
     sf_db *db = sf_worker_dbh(sp_worker(r));
     sf_error e = {0};
 
+    for (size_t i = 0; i < n; i++)
+        if (plan_one(r, &items[i]) < 0)
+            return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
     if (sf_db_begin(db, err) < 0)
         return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (record_one(r, &items[i], &e) < 0)
-            goto one_by_one;
-    }
-    if (sf_db_commit(db, &e) == 0)
+    if (apply(r, items, n, &e) == 0 && sf_db_commit(db, &e) == 0)
         return 0;
-one_by_one:
     (void)sf_db_rollback(db, NULL);
     sf_log_warn("recording %zu status checks failed (%s); recording them one by one", n, e.msg);
     for (size_t i = 0; i < n; i++) {
         sf_error_clear(&e);
         if (sf_db_begin(db, err) < 0)
             return -1;
-        if (record_one(r, &items[i], &e) < 0 || sf_db_commit(db, &e) < 0) {
+        if (apply(r, &items[i], 1, &e) < 0 || sf_db_commit(db, &e) < 0) {
             (void)sf_db_rollback(db, NULL);
             sf_log_ctx_order(items[i].id);
             sf_log_error("could not record the status check of order \"%s\": %s", items[i].id,
@@ -633,11 +758,13 @@ int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
     int64_t start = sf_now_mono_ms();
     int64_t until = start + sp_setting_ms(r, "SCMFLOW_STATUS_SLICE");
     size_t total = 0;
+    int64_t t_claim = 0, t_scm = 0, t_record = 0, t;
     int rc = 0;
 
     while (!sf_worker_stop_requested(w)) {
         item *items = NULL;
         size_t n = 0;
+        t = sf_now_mono_ms();
         if (claim(r, &items, &n, err) < 0) {
             rc = -1;
             break;
@@ -646,6 +773,8 @@ int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
             break;
         /* test failpoint: die holding the leases (fault.poller.lease) */
         sf_failpoint("poller.after_claim");
+        t_claim += sf_now_mono_ms() - t;
+        t = sf_now_mono_ms();
         qsort(items, n, sizeof(*items), cmp_account);
         for (size_t i = 0; i < n;) {
             size_t j = i + 1;
@@ -655,7 +784,10 @@ int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
             run_group(r, &items[i], j - i);
             i = j;
         }
+        t_scm += sf_now_mono_ms() - t;
+        t = sf_now_mono_ms();
         rc = record_all(r, items, n, err);
+        t_record += sf_now_mono_ms() - t;
         total += n;
         for (size_t i = 0; i < n; i++)
             item_release(&items[i]);
@@ -664,6 +796,8 @@ int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
             break;
     }
     if (total > 0)
-        sf_log_info("checked %zu orders in %lld ms", total, (long long)(sf_now_mono_ms() - start));
+        sf_log_info("checked %zu orders in %lld ms (claim %lld ms, SCM %lld ms, record %lld ms)",
+                    total, (long long)(sf_now_mono_ms() - start), (long long)t_claim,
+                    (long long)t_scm, (long long)t_record);
     return rc;
 }

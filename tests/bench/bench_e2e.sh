@@ -12,8 +12,10 @@
 #   BENCH_E2E_N        orders per key type (default 10000)
 #   BENCH_E2E_KEYS     key types (default "EC:256 RSA:2048")
 #   BENCH_E2E_KEYSTORE keystore type of the orders (default PEM)
-#   BENCH_KEYGEN       bench_keygen binary (default: SCMFLOW_BIN_DIR/../../tests/bench_keygen)
+#   BENCH_KEYGEN       bench_keygen binary (default: <build>/tests/bench_keygen)
 #   E2E_REPLICAS       replicas per worker (default 2)
+#   BENCH_E2E_STALL_S  fail when nothing is stored for this long (default 300)
+#   BENCH_E2E_MAX_S    fail after this long per key type (default 10800)
 # Runs on the pg + kafka fixtures (own database and topic prefix) with a
 # private scm-sim that issues at enroll (--issue-after-polls 0) so that the
 # numbers are scmflow's, not the simulated CA's.
@@ -61,7 +63,12 @@ for kt in $KEYS; do
     kcat -P -b "$SCMFLOW_KAFKA_BROKERS" -t "${SCMFLOW_TOPIC_PREFIX}order.commands" -K $'\t' \
         -l "$E2E_DIR/cmds-$tag.txt" 2>>"$E2E_DIR/kcat.log" || e2e_fail "publishing the commands"
     # RSA keys cost ~150 ms of CPU each: the deadline scales with N.
-    if [ "$alg" = RSA ]; then deadline=$(( $(date +%s) + 120 + N / 3 )); else deadline=$(( $(date +%s) + 120 + N / 10 )); fi
+    # Fail when nothing is stored for BENCH_E2E_STALL_S (default 300 s) or
+    # after BENCH_E2E_MAX_S in all (default 3 h): RSA keys cost ~150 ms of
+    # CPU each, so the total time depends on N and on the machine.
+    stall=${BENCH_E2E_STALL_S:-300}
+    deadline=$(( $(date +%s) + ${BENCH_E2E_MAX_S:-10800} ))
+    progress_at=$(date +%s)
     last=-1
     while :; do
         done_n=$(e2e_sql "select count(*) from orders where id like 'b-$tag-%' and state = 'stored'")
@@ -69,7 +76,9 @@ for kt in $KEYS; do
         bad=$(e2e_sql "select count(*) from orders where id like 'b-$tag-%' and state in ('rejected','failed')")
         [ "$bad" = 0 ] || e2e_fail "$bad orders rejected/failed: $(e2e_sql "select id, last_error from orders where id like 'b-$tag-%' and state in ('rejected','failed') limit 3")"
         [ "$(date +%s)" -lt $deadline ] || e2e_fail "$kt: only $done_n of $N stored before the deadline"
+        [ $(( $(date +%s) - progress_at )) -lt "$stall" ] || e2e_fail "$kt: stuck at $done_n of $N for ${stall}s"
         if [ "$done_n" != "$last" ]; then
+            progress_at=$(date +%s)
             printf 'bench_e2e: %s %d/%d stored (%ds)\n' "$kt" "$done_n" "$N" $(( $(date +%s) - t0 )) >&2
             last=$done_n
         fi
@@ -96,7 +105,10 @@ for line in open(f"{d}/events.jsonl"):
         continue
     oid = (e.get("data") or {}).get("order_id")
     if oid and oid.startswith("b-"):
-        ev.setdefault(oid, {}).setdefault(e["type"], ts(e["time"]))
+        t = e["type"]
+        if t == "order.status_changed":
+            t += ":" + str(e["data"].get("status"))
+        ev.setdefault(oid, {}).setdefault(t, ts(e["time"]))
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
@@ -132,6 +144,28 @@ for row in open(f"{d}/results.tsv"):
                      f"{pct(acc, 50):.2f}" if acc else "-", f"{pct(acc, 99):.2f}" if acc else "-"))
 print("(latency = command time -> certificate.stored time; all N commands are published at once,")
 print(" so it includes queueing; acc->stored = order.accepted -> certificate.stored)")
+# Where the time goes: each stage's p50 / p99 in seconds, per key type.
+stages = [("command", None), ("order.accepted", "consume+validate"), ("order.submitted", "keygen+enroll"),
+          ("order.status_changed:Issued", "status poll"), ("certificate.stored", "collect+ingest")]
+print()
+print("stage p50/p99 s   " + "  ".join(f"{label:>18}" for _, label in stages[1:]))
+for row in open(f"{d}/results.tsv"):
+    kt, tag = row.rstrip("\n").split("\t")[:2]
+    cols = []
+    per = {name: [] for name, _ in stages[1:]}
+    for l in open(f"{d}/cmds-{tag}.txt"):
+        k, js = l.split("\t", 1)
+        prev = ts(json.loads(js)["time"])
+        e = ev.get(k, {})
+        for name, _ in stages[1:]:
+            if name not in e:
+                break
+            per[name].append(e[name] - prev)
+            prev = e[name]
+    for name, _ in stages[1:]:
+        v = per[name]
+        cols.append(f"{pct(v, 50):.2f}/{pct(v, 99):.2f}" if v else "-")
+    print(f"{kt.replace(':', ' '):<17} " + "  ".join(f"{c:>18}" for c in cols))
 print()
 print("peak RSS (VmHWM) per worker replica:")
 for l in open(f"{d}/rss.txt"):

@@ -43,6 +43,8 @@ run() { # LATENCY_MS
     t1=$(date +%s%N)
     rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
     pt_stop $pid "poller-$lat"
+    grep -o 'checked .*' "$PT_DIR/poller-$lat.log" | tail -2 | sed 's/^/   /'
+    grep -E ' (warn|error) ' "$PT_DIR/poller-$lat.log" | grep -v librdkafka | head -3 | sed 's/^/   /'
     ms=$(( (t1 - t0) / 1000000 ))
     rate=$(( N * 1000 / (ms > 0 ? ms : 1) ))
     if [ "$lat" -gt 0 ]; then

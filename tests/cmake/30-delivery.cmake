@@ -27,6 +27,9 @@ _dlv_test(integration.delivery.group 400 "integration;fault" group)
 _dlv_test(fault.delivery.kill_after_handler 400 fault failpoint worker.after_handler:700)
 _dlv_test(fault.delivery.kill_after_commit 400 fault failpoint worker.after_commit_before_offset:5)
 _dlv_test(fault.delivery.kill_relay 400 fault failpoint relay.after_produce_before_mark:3)
+_dlv_test(integration.delivery.http 240 integration http)
+_dlv_test(fault.delivery.sigterm 300 fault sigterm)
+_dlv_test(integration.delivery.tick 180 integration tick)
 
 # valgrind needs a binary without ASan; under SCMFLOW_SANITIZE the check is
 # reported as skipped (exit 77) instead of pretending to pass.

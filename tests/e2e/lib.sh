@@ -47,6 +47,7 @@ e2e_cleanup() {
     done
     tenv_kafka_private_stop >/dev/null 2>&1 || true
     [ -n "$E2E_PG_DIR" ] && "$SCMFLOW_SOURCE_DIR/deploy/dev/pg.sh" stop "$E2E_PG_DIR" >/dev/null 2>&1
+    rm -f "$E2E_DIR/pids"   # all stopped: the watchdog has nothing left to do
     if [ $rc -ne 0 ] || [ "$E2E_KEEP" = 1 ]; then
         echo "---- logs kept in $E2E_DIR ----" >&2
         if [ $rc -ne 0 ]; then
@@ -62,6 +63,15 @@ e2e_cleanup() {
 }
 trap e2e_cleanup EXIT
 trap 'exit 130' INT TERM
+
+# A watchdog: if this shell is killed outright (ctest's timeout), nothing it
+# started may live on. Every started pid is appended to E2E_DIR/pids.
+e2e_track() { echo "$1" >> "$E2E_DIR/pids"; }
+(
+    trap '' TERM INT
+    while kill -0 $$ 2>/dev/null; do sleep 2; done
+    [ -f "$E2E_DIR/pids" ] && xargs -r kill -KILL < "$E2E_DIR/pids" 2>/dev/null
+) </dev/null >/dev/null 2>&1 &
 
 e2e_sql() { psql "$E2E_DB_URL" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
 
@@ -91,6 +101,7 @@ e2e_pg_private() {
     E2E_PG_DIR=$E2E_DIR/pg
     "$SCMFLOW_SOURCE_DIR/deploy/dev/pg.sh" start "$E2E_PG_DIR" > "$E2E_DIR/pg.env" \
         || e2e_fail "private PostgreSQL did not start"
+    e2e_track "$(head -n 1 "$E2E_PG_DIR/data/postmaster.pid")"
     E2E_DB_URL=$(. "$E2E_DIR/pg.env"; echo "$SCMFLOW_DATABASE_URL")
     E2E_PG_PORT=$(. "$E2E_DIR/pg.env"; echo "$PGPORT")
 }
@@ -107,11 +118,13 @@ e2e_pg_restart() {
     "${as[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$data" -l "$E2E_PG_DIR/log" -w -t 60 \
         -o "-p $E2E_PG_PORT -k '$sock' -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off -c synchronous_commit=off" \
         start >/dev/null || e2e_fail "pg restart on port $E2E_PG_PORT"
+    e2e_track "$(head -n 1 "$data/postmaster.pid")"
 }
 
 # e2e_kafka_private: a private dev broker (3 brokers) for broker faults.
 e2e_kafka_private() {
     tenv_kafka_private "$E2E_DIR/kafka" 3
+    e2e_track "$TENV_KAFKA_PID"
     export SCMFLOW_KAFKA_BROKERS=$TENV_KAFKA_BROKERS
     export KAFKA_DEVBROKER_CONTROL=$TENV_KAFKA_CONTROL
 }
@@ -128,7 +141,7 @@ e2e_kafka_all() {
 e2e_sim() {
     "$SCMFLOW_BIN_DIR/scm-sim" --listen 127.0.0.1:0 --port-file "$E2E_DIR/sim.port" --seed "$E2E_SEED" \
         --quiet "$@" > "$E2E_DIR/sim.log" 2>&1 &
-    E2E_PIDS+=($!)
+    E2E_PIDS+=($!); e2e_track $!
     tenv_wait_for 60 test -s "$E2E_DIR/sim.port" || e2e_fail "scm-sim did not start"
     local port; port=$(cat "$E2E_DIR/sim.port")
     E2E_SIM=http://127.0.0.1:$port/api
@@ -143,7 +156,7 @@ e2e_worker() {
     local w=$1 n=$2
     "$SCMFLOW_BIN_DIR/$w" >> "$E2E_DIR/$w.$n.log" 2>&1 &
     E2E_WPID[$w.$n]=$!
-    E2E_PIDS+=($!)
+    E2E_PIDS+=($!); e2e_track $!
 }
 
 # e2e_workers: E2E_REPLICAS replicas of each of the four workers.

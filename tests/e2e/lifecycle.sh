@@ -78,6 +78,17 @@ for t in order.accepted order.submitted order.status_changed order.issued certif
 done
 e2e_ok "both orders issued and in the repository (certificates $cert1, $cert2; events complete)"
 
+# 4b. the guide's raw commands for a status check and a catalog sync answer too
+chk=$(e2e_publish status.commands scmflow.order.check_status e2e-api-2 '{"order_id":"e2e-api-2"}')
+syn=$(e2e_publish catalog.commands scmflow.catalog.sync acme '{"account":"acme","scope":["domains","profiles"]}')
+ok_raw() {
+    e2e_events "$D/events.jsonl"
+    e2e_has_event "$D/events.jsonl" '.correlationid == $c and .type == "order.status_changed"' --arg c "$chk" &&
+        e2e_has_event "$D/events.jsonl" '.correlationid == $c and .type == "catalog.synced"' --arg c "$syn"
+}
+tenv_wait_for 60 ok_raw || e2e_fail "no answer to the raw check_status ($chk) / catalog.sync ($syn)"
+e2e_ok "raw kcat check_status and catalog.sync answered"
+
 # 5. the repository: list/show, export and open the keystores
 e2e_ctl "$D/list.json" cert list --json
 jq -e --argjson id "$cert1" '.. | objects | select(.id? == $id)' "$D/list.json" >/dev/null || e2e_fail "cert list lacks $cert1"

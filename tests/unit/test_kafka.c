@@ -286,6 +286,35 @@ static void test_scan_tail(void **state)
     assert_string_equal(s.v[1], "3");
 }
 
+/* librdkafka's syslog levels: 0-3 error, 4 warn, 5 notice and 6 info ->
+ * info, 7 debug; a notice must never show up as an error. */
+static void test_rdkafka_log_levels(void **state)
+{
+    static const struct { int syslog; const char *want; } cases[] = {
+        {0, " error "}, {2, " error "}, {3, " error "}, {4, " warn "}, {5, " info "}, {6, " info "},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        FILE *f = tmpfile();
+        char line[1024] = "";
+
+        assert_non_null(f);
+        sf_log_init("test_kafka", SF_LOG_INFO, SF_LOG_TEXT);
+        sf_log_set_stream(f);
+        sf_log_rdkafka_cb(NULL, cases[i].syslog, "FAC", "a librdkafka line");
+        sf_log_rdkafka_cb(NULL, 7, "FAC", "a debug line"); /* below info: dropped */
+        sf_log_set_stream(NULL);
+        rewind(f);
+        assert_non_null(fgets(line, sizeof(line), f));
+        if (!strstr(line, cases[i].want))
+            fail_msg("syslog level %d logged as: %s", cases[i].syslog, line);
+        assert_non_null(strstr(line, "a librdkafka line"));
+        assert_null(fgets(line, sizeof(line), f));
+        fclose(f);
+    }
+    sf_log_init("test_kafka", SF_LOG_WARN, SF_LOG_TEXT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_produce_consume_deadletter),
         cmocka_unit_test(test_produce_sync_timeout),
         cmocka_unit_test(test_scan_tail),
+        cmocka_unit_test(test_rdkafka_log_levels),
     };
 
     sf_log_init("test_kafka", SF_LOG_WARN, SF_LOG_TEXT);

@@ -12,6 +12,14 @@
 #   group                 two instances in one group; one is killed, the other
 #                         finishes
 #   valgrind              a short run under valgrind --leak-check=full
+#   http                  /healthz, /readyz (200 when ready, 503 while the
+#                         database refuses connections, 200 again after),
+#                         /metrics counters move with the traffic
+#   sigterm               SIGTERM in the middle of a stream: exit 0 within
+#                         a deadline; after a restart still exactly once
+#   tick                  a once_across_replicas task (1 s) on two replicas:
+#                         one run per interval in all, and every run's event
+#                         (sf_worker_emit_db + kick) published exactly once
 # Needs: DELIVERY_BIN (dir of sf-test-worker, sf-test-produce,
 # sf-test-consume), the pg and kafka fixtures (tests/lib/testenv.sh).
 set -euo pipefail
@@ -39,6 +47,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+ADMIN_URL=$SCMFLOW_DATABASE_URL # the maintenance database (fixture)
 DB_URL=$(tenv_new_db "delivery_${SCENARIO//[^a-z]/_}")
 PREFIX=$(tenv_topic_prefix "dlv-${SCENARIO//[^a-z]/_}")
 export SCMFLOW_DATABASE_URL=$DB_URL
@@ -164,6 +173,92 @@ group)
     # B must have been given partitions again after A died (A's share).
     [ "$(grep -c "partition(s) assigned" "$WORK/b.log")" -ge 2 ] || tenv_fail "B never took over A's partitions"
     check_exactly_once 4000
+    ;;
+http)
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    BASE="http://127.0.0.1:$PORT"
+    DBNAME=${DB_URL##*/}
+    produce --count 200 --poison-every 50 || tenv_fail "produce failed"
+    SCMFLOW_HTTP_LISTEN=127.0.0.1:$PORT SCMFLOW_DB_CONNECT_TIMEOUT=2s timeout -s KILL 180 "$BIN/sf-test-worker" \
+        >"$WORK/w1.log" 2>&1 &
+    W=$!; PIDS+=($W)
+    code() { curl -s -o /dev/null -w '%{http_code}' "$BASE$1"; }
+    metric() { curl -fsS "$BASE/metrics" | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { print s + 0 }'; }
+    # For tenv_wait_for: re-evaluated on every try.
+    code_is() { [ "$(code "$2")" = "$1" ]; }
+    metric_ge() { [ "$(metric "$1")" -ge "$2" ]; }
+    metric_eq() { [ "$(metric "$1")" = "$2" ]; }
+    tenv_wait_for 60 code_is 200 /healthz || tenv_fail "/healthz never answered 200"
+    tenv_wait_for 60 code_is 200 /readyz || tenv_fail "/readyz never became 200"
+    tenv_wait_for 60 metric_ge scmflow_messages_produced_total 200 \
+        || tenv_fail "produced counter stuck at $(metric scmflow_messages_produced_total), want 200"
+    curl -fsS "$BASE/metrics" > "$WORK/metrics1.txt"
+    c=$(metric scmflow_messages_consumed_total); d=$(metric scmflow_messages_deadlettered_total)
+    [ "$c" -ge 200 ] || tenv_fail "consumed counter $c, want >= 200"
+    [ "$d" = 4 ] || tenv_fail "dead-lettered counter $d, want 4"
+    grep -q '^scmflow_consumer_lag' "$WORK/metrics1.txt" || tenv_fail "scmflow_consumer_lag missing from /metrics"
+    grep -q '^scmflow_outbox_backlog' "$WORK/metrics1.txt" || tenv_fail "scmflow_outbox_backlog missing from /metrics"
+    tenv_wait_for 20 metric_eq scmflow_outbox_backlog 0 || tenv_fail "outbox backlog gauge never reached 0"
+    # More traffic: the counters must move.
+    produce --count 100 --start 100000 || tenv_fail "produce failed"
+    tenv_wait_for 60 metric_ge scmflow_messages_produced_total 300 \
+        || tenv_fail "produced counter did not move (still $(metric scmflow_messages_produced_total))"
+    an=$(psql "$ADMIN_URL" -XAtq -c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$DBNAME' AND application_name = 'test-worker'")
+    [ "$an" -ge 1 ] || tenv_fail "no connection with application_name test-worker (sf_db_open_opts)"
+    # Database down (connections refused): not ready; back: ready again.
+    psql "$ADMIN_URL" -XAtq -c "ALTER DATABASE \"$DBNAME\" ALLOW_CONNECTIONS false" \
+        -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$DBNAME' AND pid <> pg_backend_pid()" >/dev/null
+    tenv_wait_for 30 code_is 503 /readyz || tenv_fail "/readyz stayed $(code /readyz) with the database down"
+    [ "$(code /healthz)" = 200 ] || tenv_fail "/healthz not 200 while the database is down"
+    psql "$ADMIN_URL" -XAtq -c "ALTER DATABASE \"$DBNAME\" ALLOW_CONNECTIONS true" >/dev/null
+    tenv_wait_for 30 code_is 200 /readyz || tenv_fail "/readyz did not recover after the database came back"
+    kill -TERM "$W"; rc=0; wait "$W" || rc=$?
+    [ "$rc" = 0 ] || tenv_fail "worker exited $rc after SIGTERM"
+    check_exactly_once 300
+    ;;
+sigterm)
+    produce --count 3000 --dup-every 300 || tenv_fail "produce failed"
+    SCMFLOW_WORKER_BATCH=10 timeout -s KILL 180 "$BIN/sf-test-worker" >"$WORK/w1.log" 2>&1 &
+    W=$!; PIDS+=($W)
+    rows_ge() { [ "$(sql "select count(*) from test_items")" -ge "$1" ]; }
+    tenv_wait_for 60 rows_ge 300 || tenv_fail "worker made no progress"
+    t0=$(date +%s%N)
+    kill -TERM "$W"
+    rc=0; wait "$W" || rc=$?
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    [ "$rc" = 0 ] || tenv_fail "worker exited $rc after SIGTERM, want 0"
+    [ "$ms" -le 15000 ] || tenv_fail "worker took $ms ms to stop after SIGTERM (deadline 15 s)"
+    rows_before=$(sql "select count(*) from test_items")
+    [ "$rows_before" -lt 3000 ] || tenv_fail "SIGTERM came too late ($rows_before rows already)"
+    echo "stopped after SIGTERM in $ms ms with $rows_before rows"
+    rc=$(run_worker "$WORK/w2.log" --exit-on-idle 4000)
+    [ "$rc" = 0 ] || tenv_fail "restarted worker exited $rc"
+    check_exactly_once 3000
+    ;;
+tick)
+    # No input; two replicas run the 1 s task for a measured window.
+    export SCMFLOW_TEST_TICK=true SCMFLOW_TEST_TICK_INTERVAL=1s
+    timeout -s KILL 120 "$BIN/sf-test-worker" >"$WORK/a.log" 2>&1 &
+    A=$!; PIDS+=($A)
+    timeout -s KILL 120 "$BIN/sf-test-worker" >"$WORK/b.log" 2>&1 &
+    B=$!; PIDS+=($B)
+    ticks_ge() { [ "$(sql "select count(*) from test_ticks" 2>/dev/null || echo 0)" -ge "$1" ]; }
+    tenv_wait_for 60 ticks_ge 1 || tenv_fail "the task never ran"
+    # A measured window (not a settle delay): ~10 runs expected in it.
+    tenv_wait_for 30 ticks_ge 10 || tenv_fail "fewer than 10 task runs in 30 s (interval 1 s)"
+    kill -TERM "$A" "$B"
+    rca=0; wait "$A" || rca=$?; rcb=0; wait "$B" || rcb=$?
+    [ "$rca" = 0 ] && [ "$rcb" = 0 ] || tenv_fail "replicas exited $rca/$rcb after SIGTERM"
+    read -r runs span inst mingap < <(sql "select count(*), ceil(extract(epoch from max(created_at) - min(created_at))),
+        count(distinct instance), coalesce(min(gap), 0) from (select created_at, instance,
+        extract(epoch from created_at - lag(created_at) over (order by created_at)) as gap from test_ticks) t" | tr '|' ' ')
+    echo "task runs: $runs over ${span}s by $inst replica(s), smallest gap ${mingap}s"
+    [ "$runs" -ge 8 ] || tenv_fail "only $runs task runs in ${span}s (interval 1 s)"
+    [ "$runs" -le $(( span + 2 )) ] || tenv_fail "$runs task runs in ${span}s: fired more than once per interval"
+    awk -v g="$mingap" 'BEGIN { exit !(g >= 0.5) }' || tenv_fail "two runs ${mingap}s apart: fired twice in one interval"
+    consume --topic "${PREFIX}events" --format cid > "$WORK/ticks.txt" || tenv_fail "could not read events"
+    ev=$(wc -l < "$WORK/ticks.txt"); evd=$(sort -u "$WORK/ticks.txt" | wc -l)
+    [ "$ev" = "$runs" ] && [ "$evd" = "$runs" ] || tenv_fail "tick events: $ev ($evd distinct), want $runs"
     ;;
 valgrind)
     command -v valgrind >/dev/null || tenv_fail "valgrind not installed"

@@ -3,7 +3,13 @@
  * up to the high watermark taken at start) and prints one line per message.
  *
  *   sf-test-consume --brokers B --topic T [--format cid|key|dlq]
- *                   [--timeout-ms MS]
+ *                   [--timeout-ms MS] [--summary FILE]
+ *
+ * --summary FILE: writes "high=H low=L read=R": the sum of the partitions'
+ * high and low watermarks and the messages printed. L > 0 means the broker
+ * no longer has the first L messages (the dev broker, librdkafka's mock
+ * cluster, keeps at most 5 MB per partition and evicts older data); they
+ * are also reported on stderr, so a short count is never mistaken for loss.
  *
  * cid: the event's correlationid (or "-" when the value is not such JSON)
  * key: the message key
@@ -22,6 +28,7 @@
 #include <librdkafka/rdkafka.h>
 #include <openssl/sha.h>
 
+#include "sf_log.h"
 #include "sf_util.h"
 
 static void print_header(rd_kafka_message_t *m, const char *name)
@@ -78,7 +85,8 @@ static void print_msg(rd_kafka_message_t *m, const char *format)
 
 int main(int argc, char **argv)
 {
-    const char *brokers = NULL, *topic = NULL, *format = "cid";
+    const char *brokers = NULL, *topic = NULL, *format = "cid", *summary = NULL;
+    int64_t low_sum = 0, high_sum = 0, nread = 0;
     int64_t timeout = 60000;
     char errstr[512];
     rd_kafka_conf_t *conf;
@@ -94,6 +102,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--brokers")) brokers = argv[i + 1];
         else if (!strcmp(argv[i], "--topic")) topic = argv[i + 1];
         else if (!strcmp(argv[i], "--format")) format = argv[i + 1];
+        else if (!strcmp(argv[i], "--summary")) summary = argv[i + 1];
         else if (!strcmp(argv[i], "--timeout-ms") && sf_str_to_i64(argv[i + 1], 1, INT32_MAX, &timeout) == 0) ;
         else {
             fprintf(stderr, "sf-test-consume: bad option %s\n", argv[i]);
@@ -104,6 +113,8 @@ int main(int argc, char **argv)
         return 2;
     deadline = sf_now_mono_ms() + timeout;
     conf = rd_kafka_conf_new();
+    /* librdkafka logs through sf_log: whole lines, never raw stderr. */
+    rd_kafka_conf_set_log_cb(conf, sf_log_rdkafka_cb);
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
         rd_kafka_conf_set(conf, "group.id", "sf-test-consume", errstr, sizeof(errstr)) ||
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)) ||
@@ -132,6 +143,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "sf-test-consume: no watermarks for %s [%d]\n", topic, (int)id);
             goto out;
         }
+        low_sum += lo;
+        high_sum += hi[p];
         if (hi[p] > lo) {
             rd_kafka_topic_partition_list_add(asg, topic, id)->offset = RD_KAFKA_OFFSET_BEGINNING;
             left++;
@@ -158,6 +171,7 @@ int main(int argc, char **argv)
                 idx = p;
         if (idx >= 0 && hi[idx] >= 0 && m->offset < hi[idx]) {
             print_msg(m, format);
+            nread++;
             if (m->offset >= hi[idx] - 1) {
                 hi[idx] = -1;
                 left--;
@@ -172,6 +186,17 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     fflush(stdout);
+    if (low_sum > 0)
+        fprintf(stderr, "sf-test-consume: %s: %" PRId64 " message(s) evicted by the broker before reading (low watermarks > 0)\n",
+                topic, low_sum);
+    if (summary) {
+        FILE *sf = fopen(summary, "w");
+
+        if (!sf || fprintf(sf, "high=%" PRId64 " low=%" PRId64 " read=%" PRId64 "\n", high_sum, low_sum, nread) < 0)
+            rc = 1;
+        if (sf && fclose(sf) != 0)
+            rc = 1;
+    }
     if (asg)
         rd_kafka_topic_partition_list_destroy(asg);
     free(hi);

@@ -22,6 +22,7 @@
 #include <librdkafka/rdkafka.h>
 #include <openssl/sha.h>
 
+#include "sf_log.h"
 #include "sf_util.h"
 
 static int g_failed;
@@ -106,6 +107,8 @@ int main(int argc, char **argv)
         return 1;
     }
     conf = rd_kafka_conf_new();
+    /* librdkafka logs through sf_log: whole lines, never raw stderr. */
+    rd_kafka_conf_set_log_cb(conf, sf_log_rdkafka_cb);
     (void)sf_snprintf(maxb, sizeof(maxb), "%lld", (long long)(big + 1000000));
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
         rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||

@@ -14,11 +14,18 @@
  *   SCMFLOW_TEST_ROW_BATCH        true (default): rows are buffered and written
  *                                 with one statement per batch (batch_end
  *                                 hook); false: one INSERT per message
+ *   SCMFLOW_TEST_TICK             true: the periodic task "test-tick"
+ *                                 (once_across_replicas, interval
+ *                                 SCMFLOW_TEST_TICK_INTERVAL) inserts a row
+ *                                 into test_ticks and emits a
+ *                                 "scmflow.test.tick" event with
+ *                                 sf_worker_emit_db + sf_worker_kick_relay
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <libpq-fe.h>
 
 #include "sf_db.h"
 #include "sf_msg.h"
@@ -32,6 +39,10 @@ static const sf_cfg_def test_settings[] = {
      "test only: write the rows of a batch with one statement", false},
     {"SCMFLOW_TEST_TRANSIENT_EVERY", SF_CFG_INT, "0", 0, 1000000, NULL,
      "test only: a message whose n is a multiple of this fails once, transiently (0 = never)", false},
+    {"SCMFLOW_TEST_TICK", SF_CFG_BOOL, "false", 0, 0, NULL,
+     "test only: the test-tick task writes a row and emits an event per run", false},
+    {"SCMFLOW_TEST_TICK_INTERVAL", SF_CFG_DURATION, "1h", 10, 86400000, NULL,
+     "test only: interval of the test-tick task", false},
 };
 
 typedef struct test_state {
@@ -39,6 +50,7 @@ typedef struct test_state {
     int64_t transient_every;
     int64_t last_failed; /* n of the last injected failure */
     bool row_batch;
+    bool tick;
     /* Rows of the current batch attempt as PostgreSQL array literals. */
     sf_buf ids, ns, keys, parts, offs;
 } test_state;
@@ -101,6 +113,7 @@ static int test_init(sf_worker *w, void **ud, sf_error *err)
     st->direct = sf_config_bool(cfg, "SCMFLOW_WORKER_DIRECT");
     st->transient_every = sf_config_int(cfg, "SCMFLOW_TEST_TRANSIENT_EVERY");
     st->row_batch = sf_config_bool(cfg, "SCMFLOW_TEST_ROW_BATCH");
+    st->tick = sf_config_bool(cfg, "SCMFLOW_TEST_TICK");
     sf_buf_init(&st->ids, 64 * 1024 * 1024);
     sf_buf_init(&st->ns, 64 * 1024 * 1024);
     sf_buf_init(&st->keys, 64 * 1024 * 1024);
@@ -120,6 +133,11 @@ static int test_init(sf_worker *w, void **ud, sf_error *err)
                    " id bigserial PRIMARY KEY, msg_id text NOT NULL, n bigint NOT NULL,"
                    " msg_key text, src_partition int, src_offset bigint,"
                    " created_at timestamptz NOT NULL DEFAULT now())",
+                   0, NULL, NULL, err) < 0 ||
+        sf_db_exec(sf_worker_dbh(w),
+                   "CREATE TABLE IF NOT EXISTS test_ticks ("
+                   " id bigserial PRIMARY KEY, instance text NOT NULL,"
+                   " created_at timestamptz NOT NULL DEFAULT clock_timestamp())",
                    0, NULL, NULL, err) < 0) {
         sf_db_rollback(sf_worker_dbh(w), NULL);
         return -1;
@@ -202,6 +220,50 @@ out:
     return rc;
 }
 
+/* One row + one event per run, in one transaction, then wake the relay. */
+static int test_tick(sf_worker *w, void *ud, sf_error *err)
+{
+    test_state *st = ud;
+    sf_db *db = sf_worker_dbh(w);
+    const char *params[1];
+    PGresult *res = NULL;
+    const char *id = NULL;
+    cJSON *data = NULL;
+    int rc = -1;
+
+    if (!st || !st->tick || st->direct)
+        return 0;
+    params[0] = sf_worker_instance_id(w);
+    if (sf_db_begin(db, err) < 0)
+        return -1;
+    if (sf_db_exec(db, "INSERT INTO test_ticks (instance) VALUES ($1) RETURNING id::text", 1, params, &res, err) < 0 ||
+        sf_db_get_str(res, 0, 0, &id, err) < 0)
+        goto out;
+    data = cJSON_CreateObject();
+    if (!data || !cJSON_AddStringToObject(data, "tick", id) ||
+        !cJSON_AddStringToObject(data, "instance", sf_worker_instance_id(w))) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        goto out;
+    }
+    if (sf_worker_emit_db(w, db, "scmflow.test.tick", id, data, id, err) < 0)
+        goto out;
+    if (sf_db_commit(db, err) < 0)
+        goto out;
+    sf_worker_kick_relay(w);
+    rc = 0;
+out:
+    if (rc < 0 && sf_db_in_transaction(db))
+        sf_db_rollback(db, NULL);
+    if (res)
+        PQclear(res);
+    cJSON_Delete(data);
+    return rc;
+}
+
+static const sf_worker_task test_tasks[] = {
+    {"test-tick", 3600000, test_tick, "SCMFLOW_TEST_TICK_INTERVAL", true},
+};
+
 static const char *const test_topics[] = {"test.in", NULL};
 
 static const sf_worker_def test_def = {
@@ -210,6 +272,8 @@ static const sf_worker_def test_def = {
     .nsettings = SF_ARRAY_LEN(test_settings),
     .topics = test_topics,
     .handler = test_handle,
+    .tasks = test_tasks,
+    .ntasks = 1,
     .init = test_init,
     .fini = test_fini,
     .allow_direct = true,

@@ -155,10 +155,12 @@ if [ "$keystore" != PEM ]; then
 else
     pwopt=()
 fi
+# SANs: the name itself and, for www.X / *.X, the bare X as well.
+sans=(--san "$cn")
 san_base=${cn#www.}; san_base=${san_base#\*.}
-echo "      order id $order_id"
+[ "$san_base" != "$cn" ] && sans+=(--san "$san_base")
 step "Order $cn ($key $key_size, $keystore keystore)" \
-    "$SCMCTL" order create --order-id "$order_id" --cn "$cn" --san "$cn" --san "$san_base" \
+    "$SCMCTL" order create --order-id "$order_id" --cn "$cn" "${sans[@]}" \
     --org "$DEMO_ORG" --profile "$DEMO_PROFILE" --term 365 --key "$key" --key-size "$key_size" \
     --keystore "$keystore" "${pwopt[@]}" --custom "Cost Center=CC-4711" --comments "scmflow demo order" --requester "pki-team@acme.example" --quiet
 show

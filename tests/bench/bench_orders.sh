@@ -14,7 +14,7 @@ EC_N=${BENCH_EC_ORDERS:-2000}
 RSA_N=${BENCH_RSA_ORDERS:-150}
 
 raw() { # ALG-SIZE THREADS -> rate
-    grep "keygen+csr $1 threads=$2:" "$OT_DIR/keygen.txt" | sed -E 's/.*: ([0-9.]+)\/s.*/\1/' | head -1
+    grep -E "keygen\+csr $1 +threads=$2:" "$OT_DIR/keygen.txt" | sed -E 's/.*: +([0-9.]+)\/s.*/\1/' | head -1
 }
 if [ -n "${BENCH_KEYGEN:-}" ] && [ -x "$BENCH_KEYGEN" ]; then
     "$BENCH_KEYGEN" 2 > "$OT_DIR/keygen.txt" 2>&1 || ot_fail "bench_keygen failed"

@@ -34,7 +34,7 @@ run() { # LATENCY_MS
     pt_sim_post faults "{\"latency_ms\": $lat}"
     pt_sql "UPDATE orders SET state='issued', scm_status=NULL, next_check_at=now(), lease_owner=NULL, lease_until=NULL, needs_attention=false" >/dev/null
     pt_sql "VACUUM ANALYZE orders" >/dev/null
-    pt_start "poller-$lat" "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=bench-$lat
+    pt_start "poller-$lat" "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}bench-$lat
     pid=$PT_LAST_PID
     # the clock starts at the first recorded check
     tenv_wait_for 60 bash -c "[ \$(psql '$PT_DB_URL' -XAtq -c 'select count(*) from orders where scm_status is not null') -gt 0 ]" || pt_fail "no progress"

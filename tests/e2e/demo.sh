@@ -42,4 +42,9 @@ kpid=$(cat "$SCMFLOW_DEV_DIR/run/kafka.pid")
 pids=$(cat "$SCMFLOW_DEV_DIR"/run/*.pid)
 "$src/deploy/dev/demo.sh" --down
 for p in $pids; do ! kill -0 "$p" 2>/dev/null || tenv_fail "pid $p still running after --down"; done
+# Sanitizer reports (the suite runs under ASan+UBSan; leaks show at exit).
+if grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$SCMFLOW_DEV_DIR"/logs/*.log; then
+    grep -h -A12 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$SCMFLOW_DEV_DIR"/logs/*.log | head -60
+    tenv_fail "sanitizer reports in the logs above"
+fi
 echo ok

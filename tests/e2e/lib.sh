@@ -48,6 +48,15 @@ e2e_cleanup() {
     tenv_kafka_private_stop >/dev/null 2>&1 || true
     [ -n "$E2E_PG_DIR" ] && "$SCMFLOW_SOURCE_DIR/deploy/dev/pg.sh" stop "$E2E_PG_DIR" >/dev/null 2>&1
     rm -f "$E2E_DIR/pids"   # all stopped: the watchdog has nothing left to do
+    # Sanitizer reports of any process (the suite runs under ASan+UBSan;
+    # leaks are reported at exit, so only now).
+    local san
+    san=$(grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$E2E_DIR"/*.log 2>/dev/null)
+    if [ -n "$san" ]; then
+        echo "FAIL: sanitizer reports in: $san" >&2
+        grep -h -A12 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' $san | head -60 >&2
+        [ $rc -eq 0 ] && rc=1
+    fi
     if [ $rc -ne 0 ] || [ "$E2E_KEEP" = 1 ]; then
         echo "---- logs kept in $E2E_DIR ----" >&2
         if [ $rc -ne 0 ]; then
@@ -88,7 +97,9 @@ e2e_setup() {
     export SCMFLOW_CATALOG_JOB_POLL=200ms SCMFLOW_CATALOG_RETRY_BASE=500ms SCMFLOW_CATALOG_RETRY_MAX=3s
     export SCMFLOW_SUBMIT_POLL=50ms SCMFLOW_SUBMIT_FIRST_CHECK=${SCMFLOW_SUBMIT_FIRST_CHECK:-300ms}
     export SCMFLOW_SUBMIT_RETRY_BASE=300ms SCMFLOW_SUBMIT_RETRY_MAX=3s
-    export SCMFLOW_SUBMIT_LEASE=20s SCMFLOW_STATUS_LEASE=20s
+    # Leases stay at their defaults (5m): no test here kills a replica, and
+    # a lease shorter than a claimed batch's key generation lets a second
+    # replica take over operations that are still running.
     export SCMFLOW_STATUS_LADDER=${SCMFLOW_STATUS_LADDER:-300ms,500ms,1s,2s,3s}
     export SCMFLOW_STATUS_TICK=100ms
     export SCMFLOW_SCM_TIMEOUT=${SCMFLOW_SCM_TIMEOUT:-5s}

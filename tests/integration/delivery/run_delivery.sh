@@ -35,7 +35,9 @@ PIDS=()
 cleanup() {
     local rc=$?
     for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
+        # $p is a `timeout` wrapper: kill its child (the worker) too, or
+        # the worker outlives the test.
+        [ -n "$p" ] && { pkill -KILL -P "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; } || true
     done
     if [ $rc -ne 0 ]; then
         echo "--- logs of failed scenario $SCENARIO ($WORK) ---" >&2

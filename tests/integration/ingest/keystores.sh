@@ -12,7 +12,7 @@ pt_setup
 export SCMFLOW_SUBMIT_POLL=20ms SCMFLOW_SUBMIT_FIRST_CHECK=200ms SCMFLOW_CATALOG_JOB_POLL=200ms
 pt_sim --issue-after-polls 2
 pt_account
-"$CATALOG_SYNC" > "$PT_DIR/catalog.log" 2>&1 &
+SCMFLOW_CONSUMER_GROUP="${SCMFLOW_TOPIC_PREFIX}cs" "$CATALOG_SYNC" > "$PT_DIR/catalog.log" 2>&1 &
 cpid=$!
 PT_PIDS+=($cpid)
 "$SCMCTL" sync --quiet > "$PT_DIR/sync.out" 2>&1 || { cat "$PT_DIR/sync.out" >&2; pt_fail "catalog sync"; }

@@ -18,7 +18,7 @@ for fmt in x509 x509R pem pemia base64 x509CO pemco; do
     cn="f$n.scmflow.test"
     ssl=$(pt_enroll "$cn" "alt$n.scmflow.test") || pt_fail "enroll $cn"
     pt_order "flow-$n" "$ssl" "$cn" "alt$n.scmflow.test"
-    pt_start "poller-$fmt" "$STATUS_POLLER" SCMFLOW_STATUS_COLLECT_FORMAT=$fmt SCMFLOW_CONSUMER_GROUP=g-$fmt
+    pt_start "poller-$fmt" "$STATUS_POLLER" SCMFLOW_STATUS_COLLECT_FORMAT=$fmt SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-$fmt
     pid=$PT_LAST_PID
     pt_wait_sql 60 "select state from orders where id='flow-$n'" stored
     pt_stop $pid "poller-$fmt"
@@ -84,7 +84,7 @@ cmp -s "$PT_DIR/export.pem" "$PT_DIR/chain2.pem" || diff <(cat "$PT_DIR/export.p
 pt_ok "scmctl cert list/show/export"
 
 # on-demand check of a stored order answers with its status
-pt_start poller-again "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=g-again
+pt_start poller-again "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-again
 out=$("$SCMCTL" order check flow-3 --quiet) || pt_fail "order check: $out"
 [ "$out" = "order flow-3: status Issued" ] || pt_fail "order check printed: $out"
 out=$("$SCMCTL" order check no-such-order --quiet 2>&1) && pt_fail "check of unknown order succeeded"

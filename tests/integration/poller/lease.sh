@@ -13,7 +13,7 @@ for i in $(seq 1 20); do
     pt_order "k-$i" "$ssl" "k$i.scmflow.test"
 done
 pt_start ingest "$REPO_INGEST"
-pt_start dying "$STATUS_POLLER" SCMFLOW_FAILPOINT=poller.after_claim SCMFLOW_CONSUMER_GROUP=g-dying
+pt_start dying "$STATUS_POLLER" SCMFLOW_FAILPOINT=poller.after_claim SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-dying
 dying=$PT_LAST_PID
 tenv_wait_for 30 bash -c "! kill -0 $dying" || pt_fail "the failpoint did not kill the poller"
 leased=$(pt_sql "select count(*) from orders where lease_owner is not null and lease_until > now() and state='submitted'")
@@ -21,7 +21,7 @@ leased=$(pt_sql "select count(*) from orders where lease_owner is not null and l
 until_=$(pt_sql "select max(lease_until) from orders")
 pt_ok "replica killed holding 20 leases (until $until_)"
 
-pt_start survivor "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=g-survivor
+pt_start survivor "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-survivor
 pt_wait_sql 60 "select count(*) from orders where state='stored'" 20
 early=$(pt_sql "select count(*) from order_status_history where new_state='issued' and at < '$until_'::timestamptz")
 [ "$early" = 0 ] || pt_fail "$early orders taken over before the lease expired"

@@ -23,6 +23,11 @@ pt_cleanup() {
         for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null
     done
+    # sanitizer reports of any worker (the suite runs under ASan+UBSan)
+    if [ $rc -eq 0 ] && grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$PT_DIR"/*.log >/dev/null 2>&1; then
+        echo "FAIL: sanitizer report in $(grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$PT_DIR"/*.log | tr '\n' ' ')" >&2
+        rc=1
+    fi
     if [ $rc -ne 0 ]; then
         echo "---- logs ($PT_DIR) ----" >&2
         for f in "$PT_DIR"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 40 "$f" >&2; }; done
@@ -80,7 +85,9 @@ pt_account() {
 # pt_start NAME BINARY [ENV=VALUE...]: start a worker; pid in PT_LAST_PID.
 pt_start() {
     local name=$1 bin=$2; shift 2
-    env "$@" "$bin" >> "$PT_DIR/$name.log" 2>&1 &
+    # a consumer group per test and binary: groups are broker-wide, and tests
+    # running in parallel must not rebalance each other
+    env SCMFLOW_CONSUMER_GROUP="${SCMFLOW_TOPIC_PREFIX}$(basename "$bin")" "$@" "$bin" >> "$PT_DIR/$name.log" 2>&1 &
     PT_LAST_PID=$!
     PT_PIDS+=($PT_LAST_PID)
 }

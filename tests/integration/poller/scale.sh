@@ -28,8 +28,8 @@ psql "$PT_DB_URL" -XAtq -v ON_ERROR_STOP=1 \
         SELECT id, 'main', 'enroll', 'submitted', ssl, cn, now() FROM x" || pt_fail "insert orders"
 curl -fsS -X DELETE "$PT_SIM_ADMIN/requests" >/dev/null
 t0=$(date +%s%N)
-pt_start r1 "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=g-scale
-pt_start r2 "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=g-scale
+pt_start r1 "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-scale
+pt_start r2 "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-scale
 pt_wait_sql 300 "select count(*) from orders where scm_status is not null and lease_owner is null" "$N"
 t1=$(date +%s%N)
 pt_sim_get "requests?summary=1" > "$PT_DIR/summary.json"

@@ -9,6 +9,10 @@ PASS='Test-Passw0rd!'
 CURI=scmflow-test
 T=$(mktemp -d "${TMPDIR:-/tmp}/scm-sim-test.XXXXXX")
 SIM_PID=
+# Deadlines (seconds): starting the simulator, one HTTP call. Raised by
+# test_valgrind.sh, where everything runs ~20x slower.
+SIM_START_TIMEOUT_S=${SIM_START_TIMEOUT_S:-30}
+CALL_TIMEOUT_S=${CALL_TIMEOUT_S:-20}
 FAILS=0
 CHECKS=0
 
@@ -38,7 +42,7 @@ sim_start() {
     "$SCM_SIM" --listen 127.0.0.1:0 --port-file "$T/port" --seed "$SEED" --ca-dir "$T/ca" "$@" \
         >"$T/sim.out" 2>"$T/sim.err" &
     SIM_PID=$!
-    wait_for 30 test -s "$T/port" || die "scm-sim did not write its port file"
+    wait_for "$SIM_START_TIMEOUT_S" test -s "$T/port" || die "scm-sim did not write its port file"
     wait_for 10 grep -q "scm-sim listening on" "$T/sim.out" || die "no listening line"
     SIM_PORT=$(cat "$T/port")
     SCHEME=http
@@ -60,7 +64,7 @@ sim_stop() {
 CURL_EXTRA=()
 call() {
     local m=$1 p=$2 d=${3-}
-    local a=(-s --max-time 20 -o "$T/body" -D "$T/hdr" -w '%{http_code}' -H "login: $LOGIN"
+    local a=(-s --max-time "$CALL_TIMEOUT_S" -o "$T/body" -D "$T/hdr" -w '%{http_code}' -H "login: $LOGIN"
              -H "password: $PASS" -H "customerUri: $CURI" -H 'Content-Type: application/json'
              "${CURL_EXTRA[@]}")
     if [ "$m" = HEAD ]; then a+=(-I); else a+=(-X "$m"); fi
@@ -72,9 +76,9 @@ call() {
 admin() {
     local m=$1 p=$2 d=${3-}
     if [ -n "$d" ]; then
-        curl -s --max-time 20 "${CURL_EXTRA[@]}" -X "$m" -H 'Content-Type: application/json' --data-binary "$d" "$ADMIN$p"
+        curl -s --max-time "$CALL_TIMEOUT_S" "${CURL_EXTRA[@]}" -X "$m" -H 'Content-Type: application/json' --data-binary "$d" "$ADMIN$p"
     else
-        curl -s --max-time 20 "${CURL_EXTRA[@]}" -X "$m" "$ADMIN$p"
+        curl -s --max-time "$CALL_TIMEOUT_S" "${CURL_EXTRA[@]}" -X "$m" "$ADMIN$p"
     fi
 }
 

@@ -45,9 +45,11 @@ e2e_sim_post faults '{"rules":[{"path_prefix":"/api","kind":"503","error_rate":1
 t_out=$(date +%s)
 before=$(stored)
 order_batch "$PER_PHASE"
-sleep $((OUTAGE_S / 2))
-[ "$(e2e_sql "select count(*) from orders where id like 'f-%' and ssl_id is null")" -gt 0 ] ||
-    e2e_fail "orders reached SCM during the outage?"
+# accepted, waiting in PostgreSQL, none in SCM
+e2e_wait_sql $((OUTAGE_S / 2)) "select count(*) from orders where id like 'f-%' and ssl_id is null" "$PER_PHASE" ||
+    e2e_fail "the new orders were not accepted, or reached SCM during the outage"
+rest=$(( OUTAGE_S / 2 - ( $(date +%s) - t_out ) ))
+[ $rest -gt 0 ] && sleep $rest
 e2e_sim_post faults '{"rules":[{"path_prefix":"/api","kind":"hang","error_rate":1.0,"hang_ms":2000}]}'
 rest=$(( OUTAGE_S - ( $(date +%s) - t_out ) ))
 [ $rest -gt 0 ] && sleep $rest

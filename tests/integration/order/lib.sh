@@ -55,7 +55,7 @@ ot_setup() {
     # a SIGKILLed member leaves the group after 6 s instead of 45 s, so a
     # restarted worker gets its partitions quickly
     printf 'session.timeout.ms=6000\nheartbeat.interval.ms=500\n' > "$OT_DIR/kafka.conf"
-    export SCMFLOW_KAFKA_CONFIG=$OT_DIR/kafka.conf
+    OT_KAFKA_CONF=$OT_DIR/kafka.conf
 }
 
 # ot_sim [ARGS...]: a private scm-sim; sets OT_SIM (http://.../api), OT_SIM_ADMIN.
@@ -76,7 +76,7 @@ ot_sim_get() { curl -fsS "$OT_SIM_ADMIN/$1"; }
 # ot_submitter NAME [ENV=VALUE...]: start an order-submitter; pid in OT_LAST_PID.
 ot_submitter() {
     local name=$1; shift
-    env SCMFLOW_CONSUMER_GROUP="$OT_GROUP" "$@" "$ORDER_SUBMITTER" >> "$OT_DIR/$name.log" 2>&1 &
+    env SCMFLOW_CONSUMER_GROUP="$OT_GROUP" SCMFLOW_KAFKA_CONFIG="$OT_KAFKA_CONF" "$@" "$ORDER_SUBMITTER" >> "$OT_DIR/$name.log" 2>&1 &
     OT_LAST_PID=$!
     OT_PIDS+=($OT_LAST_PID)
 }
@@ -86,7 +86,7 @@ ot_ready() {
     printf '%s\n' "$OT_PASSWORD" | "$SCMCTL" account set --name main --login "$OT_LOGIN" \
         --customer-uri "$OT_CUSTOMER" --base-url "$OT_SIM" --password-stdin \
         > "$OT_DIR/account.out" 2>&1 || { cat "$OT_DIR/account.out" >&2; ot_fail "account set"; }
-    "$CATALOG_SYNC" > "$OT_DIR/catalog.log" 2>&1 &
+    SCMFLOW_CONSUMER_GROUP=scmflow-catalog-sync-$(tenv_rand) "$CATALOG_SYNC" > "$OT_DIR/catalog.log" 2>&1 &
     local cpid=$!
     OT_PIDS+=($cpid)
     "$SCMCTL" sync --quiet > "$OT_DIR/sync.out" 2>&1 || { cat "$OT_DIR/sync.out" >&2; ot_fail "catalog sync"; }

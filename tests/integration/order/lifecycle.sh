@@ -24,7 +24,7 @@ issue() { # ORDER_ID: force Issued in SCM and in the order row
 }
 ctl() { # NAME ARGS... -> output in $OT_DIR/NAME.out, exit status returned
     local name=$1; shift
-    "$SCMCTL" order "$@" --quiet --json > "$OT_DIR/$name.out" 2>&1
+    "$SCMCTL" order "$@" --quiet --json > "$OT_DIR/$name.out" 2> "$OT_DIR/$name.err"
 }
 
 create L1 l1.scmflow.test 501

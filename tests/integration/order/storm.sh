@@ -8,10 +8,10 @@ N=${STORM_ORDERS:-200}
 MAX_KILLS=${STORM_KILLS:-200}
 . "$(dirname "$0")/lib.sh"
 ot_setup
-export SCMFLOW_SUBMIT_BATCH=${STORM_BATCH:-1} SCMFLOW_LOG_LEVEL=warn
+export SCMFLOW_SUBMIT_BATCH=${STORM_BATCH:-2} SCMFLOW_LOG_LEVEL=warn
 ot_sim
 ot_ready
-ot_sim_post faults "{\"latency_ms\":${STORM_LATENCY_MS:-250},\"latency_jitter_ms\":20}" || ot_fail "faults"
+ot_sim_post faults "{\"latency_ms\":${STORM_LATENCY_MS:-80},\"latency_jitter_ms\":20}" || ot_fail "faults"
 
 for k in $(seq 1 "$N"); do
     ot_enroll_json "st-$k" "st$k.scmflow.test"

@@ -35,7 +35,11 @@ DEMO_PROFILE=601       # ACME OV SSL: RSA 2048-4096, EC P-256/P-384, 365/730 day
 
 no_deps=0 no_build=0 cn=www.acme.example keystore=PKCS12 key=EC timeout_s=180
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    if [ "${1:-2}" = 0 ]; then
+        sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    else
+        echo "usage: deploy/dev/demo.sh [--no-deps] [--no-build] [--cn NAME] [--keystore PKCS12|JKS|PEM] [--key EC|RSA] [--timeout S] | --down  (see --help)" >&2
+    fi
     exit "${1:-2}"
 }
 while [ $# -gt 0 ]; do
@@ -48,7 +52,7 @@ while [ $# -gt 0 ]; do
         --timeout) [ $# -ge 2 ] || usage; timeout_s=$2; shift 2 ;;
         --down) exec "$src/deploy/dev/stack.sh" down --dir "$dev" ;;
         -h|--help) usage 0 ;;
-        *) echo "demo.sh: unknown option $1" >&2; usage ;;
+        *) echo "demo.sh: unknown option $1" >&2; usage 2 ;;
     esac
 done
 case $keystore in PKCS12) ext=p12 fmt=p12 ;; JKS) ext=jks fmt=jks ;; PEM) ext=pem fmt=pem ;;

@@ -331,7 +331,13 @@ out:
 static int claim_and_prepare(os_runner *r, op *ops, int max, int *n, sf_error *err)
 {
     static const char sql_start[] =
+        /* Renew the lease from the wall clock now that the keys exist: the
+         * claim's now() is the transaction start, and key generation for a
+         * batch can outlast the lease; another replica would then claim
+         * and reconcile while we enroll (two SCM orders). The claim set
+         * lease_until - updated_at = the lease length. */
         "UPDATE scm_operations SET call_started = true, csr_pem = $2, private_key_sealed = $3,"
+        " lease_until = clock_timestamp() + (lease_until - updated_at),"
         " updated_at = now() WHERE id = $1::bigint";
     static const char sql_order[] =
         "UPDATE orders SET state = 'submitting', csr_pem = coalesce($2, csr_pem),"

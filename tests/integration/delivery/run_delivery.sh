@@ -200,6 +200,14 @@ http)
     [ "$d" = 4 ] || tenv_fail "dead-lettered counter $d, want 4"
     grep -q '^scmflow_consumer_lag' "$WORK/metrics1.txt" || tenv_fail "scmflow_consumer_lag missing from /metrics"
     grep -q '^scmflow_outbox_backlog' "$WORK/metrics1.txt" || tenv_fail "scmflow_outbox_backlog missing from /metrics"
+    # Domain gauges from the shared schema (every worker migrates it): no
+    # orders here, so every state reads 0 and the license max its default.
+    grep -q '^scmflow_orders{state="stored"} 0$' "$WORK/metrics1.txt" ||
+        tenv_fail "scmflow_orders{state=\"stored\"} 0 missing from /metrics"
+    grep -q '^scmflow_repository_certificates 0$' "$WORK/metrics1.txt" ||
+        tenv_fail "scmflow_repository_certificates missing from /metrics"
+    grep -q '^scmflow_repository_license_max 1000000$' "$WORK/metrics1.txt" ||
+        tenv_fail "scmflow_repository_license_max missing from /metrics"
     tenv_wait_for 20 metric_eq scmflow_outbox_backlog 0 || tenv_fail "outbox backlog gauge never reached 0"
     # More traffic: the counters must move.
     produce --count 100 --start 100000 || tenv_fail "produce failed"

@@ -42,16 +42,18 @@ check "collect pkcs7" "$(call GET /ssl/v1/collect/$ID/base64)" 200
 check "list" "$(call GET '/ssl/v1?size=10')" 200
 check "revoke" "$(call POST /ssl/v1/revoke/$ID '{"reason":"test"}')" 204
 check "malformed json" "$(call POST /ssl/v1/enroll '{"orgId":')" 400
-{ printf '{"csr":"'; head -c 2000000 /dev/zero | tr '\0' a; printf '"}'; } > "$T/big.json"
-check "oversized body" "$(curl -s --max-time "$CALL_TIMEOUT_S" -o /dev/null -w '%{http_code}' -H "login: $LOGIN" \
-    -H "password: $PASS" -H "customerUri: $CURI" -H 'Content-Type: application/json' \
-    --data-binary @"$T/big.json" "$BASE/ssl/v1/enroll")" 413
 admin POST /faults '{"rules":[{"path_prefix":"/api/organization/v1","method":"GET","count":1,"kind":"503"}]}' >/dev/null
 check "fault injected" "$(call GET /organization/v1)" 503
 check "after fault" "$(call GET /organization/v1)" 200
 admin GET /requests >/dev/null
 admin GET /state >/dev/null
 admin DELETE /faults >/dev/null
+# Last: it hung twice under heavy load (see the QA report); if it hangs, the
+# check fails after CALL_TIMEOUT_S and the valgrind report still follows.
+{ printf '{"csr":"'; head -c 2000000 /dev/zero | tr '\0' a; printf '"}'; } > "$T/big.json"
+check "oversized body" "$(curl -s --max-time "$CALL_TIMEOUT_S" -o /dev/null -w '%{http_code}' -H "login: $LOGIN" \
+    -H "password: $PASS" -H "customerUri: $CURI" -H 'Content-Type: application/json' \
+    --data-binary @"$T/big.json" "$BASE/ssl/v1/enroll")" 413
 
 # Stop it ourselves (not sim_stop) to show valgrind's report on failure.
 kill -TERM "$SIM_PID"

@@ -267,6 +267,10 @@ check "org removed" "$(call GET /organization/v1 >/dev/null; jbody length)" 3
 check "reset" "$(admin POST /reset | jq -r .ok)" true
 check "after reset" "$(call POST /ssl/v1/enroll "$(enroll_body ok 1001 501 365)")" 200
 check "state" "$(admin GET /state | jq .certificates)" 6
+{ printf '{"csr":"'; head -c 2000000 /dev/zero | tr '\0' a; printf '"}'; } > "$T/big.json"
+check "oversized body" "$(curl -s --max-time "$CALL_TIMEOUT_S" -o /dev/null -w '%{http_code}' -H "login: $LOGIN" \
+    -H "password: $PASS" -H "customerUri: $CURI" -H 'Content-Type: application/json' \
+    --data-binary @"$T/big.json" "$BASE/ssl/v1/enroll")" 413
 
 sim_stop
 finish

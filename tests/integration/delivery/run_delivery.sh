@@ -275,7 +275,7 @@ valgrind)
     produce --count 200 --dup-every 50 --poison-every 50 || tenv_fail "produce failed"
     rc=0
     WORKER_TIMEOUT=300 timeout -s KILL 300 valgrind --leak-check=full --errors-for-leak-kinds=definite \
-        --error-exitcode=99 "$BIN/sf-test-worker" --exit-on-idle 6000 >"$WORK/vg.log" 2>&1 || rc=$?
+        --error-exitcode=99 "${VG_WORKER:-$BIN/sf-test-worker}" --exit-on-idle 6000 >"$WORK/vg.log" 2>&1 || rc=$?
     [ "$rc" = 0 ] || tenv_fail "worker under valgrind exited $rc"
     grep -q "ERROR SUMMARY: 0 errors" "$WORK/vg.log" || tenv_fail "valgrind reported errors"
     check_exactly_once 200

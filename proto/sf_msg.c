@@ -1068,7 +1068,9 @@ static int check_dup_keys(const cJSON *node, char *path, size_t len, size_t cap,
             return -1; /* the caller re-runs with a path to report it */
         if (dup) {
             char field[96];
-            (void)sf_snprintf(field, sizeof(field), "%s%s%.40s", path, len ? "." : "", dup);
+            /* An empty name still needs a visible field: write it as "". */
+            (void)sf_snprintf(field, sizeof(field), "%s%s%.40s", path, len ? "." : "",
+                              dup[0] ? dup : "\"\"");
             return sf_error_field(err, field, "%s: duplicate key", field);
         }
     }

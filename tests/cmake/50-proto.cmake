@@ -33,7 +33,8 @@ cd '${_sf_fz}'
 rm -rf corpus && mkdir corpus
 cp '${_sf_msg_fixtures}'/good/* '${_sf_msg_fixtures}'/bad/* corpus/
 # -max_len 64 KiB keeps iterations fast; the 1 MiB limit is unit-tested.
-./fuzz_msg -max_total_time=\${FUZZ_SECONDS:-20} -max_len=65536 -timeout=10 \\
+# A fixed seed (FUZZ_SEED=0 for a random one) keeps CI reproducible.
+./fuzz_msg -seed=\${FUZZ_SEED:-1} -max_total_time=\${FUZZ_SECONDS:-20} -max_len=65536 -timeout=10 \\
   -rss_limit_mb=2048 -artifact_prefix='${_sf_fz}/' corpus
 ")
   add_test(NAME fuzz.msg_libfuzzer COMMAND sh ${_sf_fz}/run.sh)

@@ -32,7 +32,7 @@ if(SCMFLOW_CLANG)
     COMMENT "libFuzzer target fuzz_scm_parse (clang)" VERBATIM)
   add_custom_target(fuzz_scm_parse ALL DEPENDS ${_scm_fuzz_bin})
   add_test(NAME fuzz.scm_parse.libfuzzer
-    COMMAND sh -c "rm -rf scm-fuzz-corpus && mkdir scm-fuzz-corpus && cp \"$0\"/*.json scm-fuzz-corpus/ && exec \"$1\" -max_total_time=15 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 scm-fuzz-corpus"
+    COMMAND sh -c "rm -rf scm-fuzz-corpus && mkdir scm-fuzz-corpus && cp \"$0\"/*.json scm-fuzz-corpus/ && exec \"$1\" -seed=1 -max_total_time=15 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 scm-fuzz-corpus"
             ${PROJECT_SOURCE_DIR}/tests/fixtures/scm ${_scm_fuzz_bin}
     WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(fuzz.scm_parse.libfuzzer PROPERTIES LABELS fuzz TIMEOUT 90)

@@ -1109,9 +1109,30 @@ static const char *str_member(const cJSON *o, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+static int decode_impl(const void *bytes, size_t len, sf_event **out, sf_error *data_err,
+                       sf_error *err);
+
 int sf_event_decode(const void *bytes, size_t len, sf_event **out, sf_error *err)
 {
+    return decode_impl(bytes, len, out, NULL, err);
+}
+
+int sf_event_decode_envelope(const void *bytes, size_t len, sf_event **out, sf_error *data_err,
+                             sf_error *err)
+{
+    if (data_err == NULL)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "sf_event_decode_envelope: bad arguments");
+    return decode_impl(bytes, len, out, data_err, err);
+}
+
+/* data_err NULL: invalid data fails the decode (into err). Else an event
+ * with a valid envelope but invalid data is returned (rc 1, why in
+ * data_err). */
+static int decode_impl(const void *bytes, size_t len, sf_event **out, sf_error *data_err,
+                       sf_error *err)
+{
     int rc = -1;
+    bool data_bad = false;
     char *copy = NULL;
     cJSON *root = NULL;
     const char *end = NULL;
@@ -1174,8 +1195,17 @@ int sf_event_decode(const void *bytes, size_t len, sf_event **out, sf_error *err
     ev->type = str_member(root, "type");
     data = cJSON_GetObjectItemCaseSensitive(root, "data");
     ev->known = find_type(ev->type) != NULL;
-    if (ev->known && sf_event_validate_data(ev->type, data, err) < 0)
+    if (ev->known && data_err == NULL && sf_event_validate_data(ev->type, data, err) < 0)
         goto out;
+    if (ev->known && data_err != NULL && sf_event_validate_data(ev->type, data, data_err) < 0) {
+        /* An internal failure (allocation) is not a verdict on the data. */
+        if (data_err->cls == SF_ERR_INTERNAL) {
+            if (err)
+                *err = *data_err;
+            goto out;
+        }
+        data_bad = true;
+    }
     ev->root = root;
     root = NULL;
     ev->id = str_member(ev->root, "id");
@@ -1186,7 +1216,7 @@ int sf_event_decode(const void *bytes, size_t len, sf_event **out, sf_error *err
     ev->data = data;
     *out = ev;
     ev = NULL;
-    rc = 0;
+    rc = data_bad ? 1 : 0;
 out:
     sf_event_free(ev);
     cJSON_Delete(root);

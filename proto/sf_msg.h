@@ -59,6 +59,19 @@ typedef struct sf_event sf_event;
  * On failure *out is untouched and err (nullable) says why (see above).
  */
 int sf_event_decode(const void *bytes, size_t len, sf_event **out, sf_error *err);
+/*
+ * Like sf_event_decode, but a message whose envelope is valid while the data
+ * of its (known) type is not is still returned, so a consumer can answer the
+ * requester (e.g. order.rejected naming data_err->field) instead of only
+ * dead-lettering it. data_err is required.
+ * Returns 0: all valid (*out set, data_err untouched); 1: envelope valid,
+ * data invalid (*out set; data_err says why, field "data" or "data.<path>",
+ * never a secret value; sf_event_data() may then be NULL or not an object and
+ * its members are UNCHECKED: type-check everything read from it);
+ * -1: the envelope (or the message) is invalid, *out untouched, err set.
+ */
+int sf_event_decode_envelope(const void *bytes, size_t len, sf_event **out, sf_error *data_err,
+                             sf_error *err);
 /* Accepts NULL. */
 void sf_event_free(sf_event *ev);
 

@@ -299,3 +299,17 @@ e2e_has_event() {
     local f=$1 filter=$2; shift 2
     jq -s -e "$@" "map(select($filter)) | length > 0" "$f" >/dev/null
 }
+# e2e_wait_event T FILE FILTER [jq args]: re-read the events topic into FILE
+# until FILTER matches or T seconds pass. The state a test waits for in SQL
+# commits before the relay publishes its events (outbox), so one snapshot
+# taken right after can miss them on a loaded machine.
+e2e_wait_event() {
+    local t=$1 f=$2 filter=$3 deadline; shift 3
+    deadline=$(( $(date +%s) + t ))
+    while :; do
+        e2e_has_event "$f" "$filter" "$@" 2>/dev/null && return 0
+        [ "$(date +%s)" -ge $deadline ] && return 1
+        sleep 0.5
+        e2e_events "$f"
+    done
+}

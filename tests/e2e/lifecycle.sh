@@ -70,10 +70,10 @@ e2e_wait_sql $T "select state from orders where id = 'e2e-api-2'" stored ||
 cert1=$(e2e_sql "select id from certificates where order_id = 'e2e-web-1' and status = 'active'")
 cert2=$(e2e_sql "select id from certificates where order_id = 'e2e-api-2' and status = 'active'")
 e2e_events "$D/events.jsonl"
-e2e_has_event "$D/events.jsonl" '.correlationid == $c and .type == "order.submitted"' --arg c "$cmd2" ||
+e2e_wait_event $T "$D/events.jsonl" '.correlationid == $c and .type == "order.submitted"' --arg c "$cmd2" ||
     e2e_fail "no order.submitted answering the kcat command $cmd2"
 for t in order.accepted order.submitted order.status_changed order.issued certificate.stored; do
-    e2e_has_event "$D/events.jsonl" '.type == $t and .data.order_id == "e2e-web-1"' --arg t "$t" ||
+    e2e_wait_event $T "$D/events.jsonl" '.type == $t and .data.order_id == "e2e-web-1"' --arg t "$t" ||
         e2e_fail "no $t event for e2e-web-1"
 done
 e2e_ok "both orders issued and in the repository (certificates $cert1, $cert2; events complete)"

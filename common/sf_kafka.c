@@ -3,6 +3,7 @@
  * consumer with manual offset store, topic creation, dead-letter.
  */
 #include "sf_kafka.h"
+#include "sf_kafka_ext.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -628,6 +629,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e, rd_kafka_topic_p
 sf_kafka_consumer *sf_kafka_consumer_new(const sf_kafka_opts *opts, const char *group_id,
                                          const char *const *topics, sf_error *err)
 {
+    return sf_kafka_consumer_new_ex(opts, group_id, topics, 0, err);
+}
+
+sf_kafka_consumer *sf_kafka_consumer_new_ex(const sf_kafka_opts *opts, const char *group_id,
+                                            const char *const *topics,
+                                            int64_t session_timeout_ms, sf_error *err)
+{
     sf_kafka_consumer *c = calloc(1, sizeof(*c));
     rd_kafka_conf_t *conf = NULL;
     rd_kafka_topic_partition_list_t *subs = NULL;
@@ -654,6 +662,22 @@ sf_kafka_consumer *sf_kafka_consumer_new(const sf_kafka_opts *opts, const char *
         conf_set(conf, "receive.message.max.bytes", maxb, err) < 0 ||
         conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err) < 0)
         goto fail;
+    if (session_timeout_ms > 0) {
+        char st[32], hb[32];
+        int64_t hbms = session_timeout_ms / 3;
+
+        /* The heartbeat must be well below the session timeout or the
+         * member is evicted while healthy. */
+        if (hbms > 3000)
+            hbms = 3000;
+        if (hbms < 1)
+            hbms = 1;
+        (void)sf_snprintf(st, sizeof(st), "%" PRId64, session_timeout_ms);
+        (void)sf_snprintf(hb, sizeof(hb), "%" PRId64, hbms);
+        if (conf_set(conf, "session.timeout.ms", st, err) < 0 ||
+            conf_set(conf, "heartbeat.interval.ms", hb, err) < 0)
+            goto fail;
+    }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_opaque(conf, c);

@@ -17,6 +17,7 @@
 
 #include "sf_db.h"
 #include "sf_kafka.h"
+#include "sf_kafka_ext.h"
 #include "sf_log.h"
 #include "sf_msg.h"
 #include "sf_relay.h"
@@ -51,6 +52,9 @@ static const sf_cfg_def worker_settings[] = {
      "how long to retry the first database connection", false},
     {"SCMFLOW_RELAY_INTERVAL", SF_CFG_DURATION, "50ms", 1, 60000, NULL,
      "outbox relay period", false},
+    {"SCMFLOW_KAFKA_SESSION_TIMEOUT", SF_CFG_DURATION, "0", 0, 3600000, NULL,
+     "consumer group session timeout (failover time after a silent crash); 0 = librdkafka's 45s; "
+     "consumer only", false},
     {"SCMFLOW_WORKER_DIRECT", SF_CFG_BOOL, "false", 0, 0, NULL,
      "benchmark only: handle without DB transaction, produce directly (at least once)", false},
 };
@@ -100,7 +104,15 @@ typedef struct item {
     char *key;        /* NUL-terminated copy of the key */
     bool dlq_done;
     bool claimed;     /* new in the inbox in the current transaction */
+    bool bad_pending; /* data invalid, dead-lettered, on_invalid_data not yet done */
+    sf_error bad;     /* why the data is invalid (when bad_pending) */
 } item;
+
+/* An item the batch transaction still has to claim and handle. */
+static bool item_live(const item *it)
+{
+    return it->ev != NULL && (!it->dlq_done || it->bad_pending);
+}
 
 struct sf_worker_ctx {
     sf_worker *w;
@@ -428,7 +440,7 @@ static int claim_batch(sf_worker *w, item *items, size_t n, sf_error *err)
     sf_buf_init(&ids, 64 * 1024 * 1024);
     for (size_t i = 0; i < n; i++) {
         items[i].claimed = false;
-        if (!items[i].ev || items[i].dlq_done)
+        if (!item_live(&items[i]))
             continue;
         if (array_elem(&ids, sf_event_id(items[i].ev)) < 0) {
             sf_error_set(err, SF_ERR_INTERNAL, 0, "inbox: batch too large");
@@ -457,7 +469,7 @@ static int claim_batch(sf_worker *w, item *items, size_t n, sf_error *err)
         if (sf_db_get_str(res, r, 0, &id, err) < 0)
             goto out;
         for (size_t i = 0; i < n; i++) {
-            if (items[i].ev && !items[i].dlq_done && !items[i].claimed && strcmp(sf_event_id(items[i].ev), id) == 0) {
+            if (item_live(&items[i]) && !items[i].claimed && strcmp(sf_event_id(items[i].ev), id) == 0) {
                 items[i].claimed = true;
                 break;
             }
@@ -527,6 +539,26 @@ static int prepare_item(sf_worker *w, item *it)
         (void)sf_snprintf(reason, sizeof(reason), "message: empty value");
         return deadletter(w, it, reason);
     }
+    if (w->def->on_invalid_data && !w->direct) {
+        int r;
+
+        sf_error_clear(&it->bad);
+        r = sf_event_decode_envelope(v, len, &it->ev, &it->bad, &e);
+        if (r < 0) {
+            it->ev = NULL;
+            reason_of(&e, reason, sizeof(reason));
+            return deadletter(w, it, reason);
+        }
+        if (r == 1) {
+            /* Operators see it in the dead-letter topic; the hook then
+             * answers the requester in the batch transaction. */
+            reason_of(&it->bad, reason, sizeof(reason));
+            if (deadletter(w, it, reason) < 0)
+                return -1;
+            it->bad_pending = true;
+        }
+        return 0;
+    }
     if (sf_event_decode(v, len, &it->ev, &e) < 0) {
         it->ev = NULL;
         reason_of(&e, reason, sizeof(reason));
@@ -563,7 +595,7 @@ static batch_result run_batch_tx(sf_worker *w, item *items, size_t n, sf_error *
         item *it = &items[i];
         sf_error he;
 
-        if (!it->ev || it->dlq_done)
+        if (!item_live(it))
             continue;
         if (!it->claimed) {
             sf_log_debug("duplicate message %s skipped", sf_event_id(it->ev));
@@ -573,13 +605,22 @@ static batch_result run_batch_tx(sf_worker *w, item *items, size_t n, sf_error *
                        sf_kafka_msg_offset(it->msg), it->key);
         sf_error_clear(&he);
         ctx.it = it;
-        if (w->def->handler(&ctx, it->ev, &he) == 0) {
+        if (it->bad_pending) {
+            if (w->def->on_invalid_data(&ctx, it->ev, &it->bad, &he) == 0)
+                continue;
+        } else if (w->def->handler(&ctx, it->ev, &he) == 0) {
             sf_failpoint("worker.after_handler");
             continue;
         }
         sf_log_ctx_clear();
         sf_db_rollback(w->db, NULL);
         outbox_reset(w);
+        if (it->bad_pending && (he.cls == SF_ERR_INVALID || he.cls == SF_ERR_REJECTED)) {
+            /* Already dead-lettered: just stop trying to answer it. */
+            sf_log_info("no answer for invalid message %s: %s", sf_event_id(it->ev), he.msg);
+            it->bad_pending = false;
+            return BATCH_REDO;
+        }
         if (he.cls == SF_ERR_INVALID || he.cls == SF_ERR_REJECTED) {
             char reason[700];
 
@@ -1156,7 +1197,8 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
             sf_log_error("worker %s consumes topics but has no handler", def->name);
             goto out;
         }
-        if (!(w->cons = sf_kafka_consumer_new(&w->kopts, w->group, (const char *const *)topics, &err))) {
+        if (!(w->cons = sf_kafka_consumer_new_ex(&w->kopts, w->group, (const char *const *)topics,
+                                                sf_config_duration_ms(w->cfg, "SCMFLOW_KAFKA_SESSION_TIMEOUT"), &err))) {
             sf_log_error("%s", err.msg);
             goto out;
         }

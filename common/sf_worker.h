@@ -110,6 +110,19 @@ typedef struct sf_worker_def {
      * back and retries it like a handler error of that class. */
     void (*batch_begin)(sf_worker *w, void *ud);
     int (*batch_end)(sf_worker *w, void *ud, sf_error *err);
+    /* Optional: a message whose envelope is valid but whose data breaks its
+     * type's schema (sf_event_decode_envelope returned 1) is dead-lettered
+     * as before AND then handed to this hook inside the batch transaction,
+     * after its inbox claim (a duplicate id is skipped), so the worker can
+     * answer the requester (e.g. order.rejected with sf_worker_emit,
+     * correlationid = sf_event_id(ev)). why = the data validation error
+     * (field "data..." + msg; never a secret value). The data of ev is
+     * UNCHECKED: type-check every member read. Return 0 to commit; INVALID
+     * or REJECTED = give up answering (the batch is redone without it);
+     * other classes roll the batch back and retry it like a handler error.
+     * Not called in direct (benchmark) mode. NULL = dead-letter only. */
+    int (*on_invalid_data)(sf_worker_ctx *ctx, const struct sf_event *ev, const sf_error *why,
+                           sf_error *err);
 } sf_worker_def;
 
 /* Settings the run loop adds to sf_cfg_common (shown by --help):

@@ -24,7 +24,7 @@ cd "$build"
 # ctest --stop-time would need a wall-clock time; timeout(1) is simpler and
 # kills the whole run, after which the fixtures' cleanup is attempted.
 rc=0
-timeout --kill-after=60 "$timeout_s" ctest --output-on-failure -j "$jobs" -LE bench "$@" || rc=$?
+timeout --kill-after=60 "$timeout_s" ctest --output-on-failure -j "$jobs" -LE "bench|manual" "$@" || rc=$?
 if [ $rc = 124 ] || [ $rc = 137 ]; then
     echo "test.sh: ctest exceeded ${timeout_s}s; stopping test services" >&2
     for s in sim kafka pg; do

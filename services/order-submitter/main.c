@@ -46,6 +46,9 @@ static const sf_cfg_def settings[] = {
     {"SCMFLOW_SUBMIT_PARALLEL", SF_CFG_INT, "8", 1, 64, NULL,
      "enroll calls to SCM in flight at once per replica (threads, one SCM client each)",
      false},
+    {"SCMFLOW_SUBMIT_KEYGEN_THREADS", SF_CFG_INT, "0", 0, 64, NULL,
+     "threads generating keys + CSRs of a claimed round (0 = one per online CPU, at most 8)",
+     false},
     {"SCMFLOW_SCM_CA_BUNDLE", SF_CFG_STRING, "", 0, 0, NULL,
      "PEM file of CAs trusted for SCM's TLS (empty = system)", false},
     {"SCMFLOW_SCM_TIMEOUT", SF_CFG_DURATION, "60s", 100, 600000, NULL,
@@ -201,11 +204,20 @@ static int init(sf_worker *w, void **ud, sf_error *err)
     return 0;
 }
 
+/* Catalog results are cached for one batch attempt only (os_validate.c). */
+static void batch_begin(sf_worker *w, void *ud)
+{
+    (void)w;
+    (void)ud;
+    os_validate_cache_reset();
+}
+
 static void fini(sf_worker *w, void *ud)
 {
     os_runner *r = ud;
 
     (void)w;
+    os_validate_cache_reset();
     if (r == NULL)
         return;
     for (size_t i = 0; i < r->nclients; i++) {
@@ -222,10 +234,12 @@ static const sf_worker_def def = {
     .nsettings = SF_ARRAY_LEN(settings),
     .topics = topics,
     .handler = os_handle,
+    .on_invalid_data = os_on_invalid_data,
     .tasks = tasks,
     .ntasks = SF_ARRAY_LEN(tasks),
     .init = init,
     .fini = fini,
+    .batch_begin = batch_begin,
 };
 
 int main(int argc, char **argv)

@@ -95,12 +95,19 @@ int os_validate_names(struct sf_db *db, const char *account, int64_t org_id,
  * (out filled), 1 not found, -1 DB error. */
 int os_resolve_account(struct sf_db *db, const char *given, char *out, size_t size,
                        sf_error *err);
+/* Forget the catalog query results cached for the current batch (call at
+ * the start of every batch attempt: sf_worker_def.batch_begin). */
+void os_validate_cache_reset(void);
 /* Syntactic checks usable without the catalog. */
 bool os_dns_name_valid(const char *name, bool allow_wildcard);
 bool os_email_valid(const char *s);
 
 /* ---- handler (os_handle.c) ---- */
 int os_handle(struct sf_worker_ctx *ctx, const struct sf_event *ev, sf_error *err);
+/* sf_worker_def.on_invalid_data: answer a command whose data breaks the
+ * schema with order.rejected naming the field (it is dead-lettered too). */
+int os_on_invalid_data(struct sf_worker_ctx *ctx, const struct sf_event *ev, const sf_error *why,
+                       sf_error *err);
 
 /* ---- task (os_task.c) ---- */
 int os_task_submit(struct sf_worker *w, void *ud, sf_error *err);

@@ -150,7 +150,18 @@ static int answer_existing(sf_worker_ctx *ctx, const PGresult *res, const char *
         cJSON_Delete(d);
         return rc;
     }
-    return emit_simple(ctx, SF_EV_ORDER_ACCEPTED, order_id, "enroll", NULL, 0, corr, err);
+    /* Still in flight (accepted/submitting): order.accepted correlated to
+     * THIS command, with the current state, so a requester waiting on the
+     * new command id gets an answer. order.submitted later correlates to
+     * the command that created the order (documented in the README). */
+    if ((d = cJSON_CreateObject()) == NULL)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+    cJSON_AddStringToObject(d, "order_id", order_id);
+    cJSON_AddStringToObject(d, "action", "enroll");
+    cJSON_AddStringToObject(d, "state", state);
+    rc = sf_worker_emit(ctx, SF_EV_ORDER_ACCEPTED, order_id, d, corr, err);
+    cJSON_Delete(d);
+    return rc;
 }
 
 static int seal_kspw(os_runner *r, const char *plain, const char *order_id, char **out,
@@ -701,6 +712,52 @@ out:
     PQclear(res);
     PQclear(o.res);
     sf_cmd_delete_release(&c);
+    return rc;
+}
+
+/* The action name of an order command type ("scmflow.order.<action>"). */
+static const char *action_of(const char *type)
+{
+    static const char *const actions[] = {"enroll", "renew", "reissue", "revoke", "delete"};
+    static const char prefix[] = "scmflow.order.";
+
+    if (type == NULL || strncmp(type, prefix, sizeof(prefix) - 1) != 0)
+        return NULL;
+    for (size_t i = 0; i < sizeof(actions) / sizeof(actions[0]); i++)
+        if (strcmp(type + sizeof(prefix) - 1, actions[i]) == 0)
+            return actions[i];
+    return NULL;
+}
+
+int os_on_invalid_data(sf_worker_ctx *ctx, const sf_event *ev, const sf_error *why,
+                       sf_error *err)
+{
+    const cJSON *data = sf_event_data(ev);
+    const cJSON *oid = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "order_id")
+                                            : NULL;
+    const char *corr = sf_event_id(ev);
+    const char *action = action_of(sf_event_type(ev));
+    const char *order_id = corr;
+    char field[129];
+    os_errors errs = {NULL};
+    int rc;
+
+    /* The data is unchecked: only a well-formed order_id string is used. */
+    if (cJSON_IsString(oid) && order_id_ok(oid->valuestring))
+        order_id = oid->valuestring;
+    if (action == NULL)
+        return sf_error_field(err, "type", "not an order command: no order.rejected");
+    if (!order_id_ok(order_id))
+        return sf_error_field(err, "id", "no usable order id: no order.rejected");
+    (void)sf_snprintf(field, sizeof(field), "%s", why->field[0] ? why->field : "data");
+    /* why->msg comes from proto's validator, which never copies the value
+     * of a secret field (keystore_password). */
+    os_errors_add(&errs, "invalid_field", field, "%s", why->msg[0] ? why->msg : "invalid value");
+    sf_log_ctx_order(order_id);
+    rc = emit_rejected_errs(ctx, order_id, action, &errs, corr, err);
+    cJSON_Delete(errs.arr);
+    if (rc == 0)
+        sf_log_info("%s of order %s rejected: %s invalid", action, order_id, field);
     return rc;
 }
 

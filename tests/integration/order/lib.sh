@@ -53,9 +53,8 @@ ot_setup() {
     # this test's rebalance
     OT_GROUP=scmflow-order-submitter-$(tenv_rand)
     # a SIGKILLed member leaves the group after 6 s instead of 45 s, so a
-    # restarted worker gets its partitions quickly
-    printf 'session.timeout.ms=6000\nheartbeat.interval.ms=500\n' > "$OT_DIR/kafka.conf"
-    OT_KAFKA_CONF=$OT_DIR/kafka.conf
+    # restarted worker gets its partitions quickly (consumer only)
+    OT_SESSION_TIMEOUT=${OT_SESSION_TIMEOUT:-6s}
 }
 
 # ot_sim [ARGS...]: a private scm-sim; sets OT_SIM (http://.../api), OT_SIM_ADMIN.
@@ -76,7 +75,7 @@ ot_sim_get() { curl -fsS "$OT_SIM_ADMIN/$1"; }
 # ot_submitter NAME [ENV=VALUE...]: start an order-submitter; pid in OT_LAST_PID.
 ot_submitter() {
     local name=$1; shift
-    env SCMFLOW_CONSUMER_GROUP="$OT_GROUP" SCMFLOW_KAFKA_CONFIG="$OT_KAFKA_CONF" "$@" "$ORDER_SUBMITTER" >> "$OT_DIR/$name.log" 2>&1 &
+    env SCMFLOW_CONSUMER_GROUP="$OT_GROUP" SCMFLOW_KAFKA_SESSION_TIMEOUT="$OT_SESSION_TIMEOUT" "$@" "$ORDER_SUBMITTER" >> "$OT_DIR/$name.log" 2>&1 &
     OT_LAST_PID=$!
     OT_PIDS+=($OT_LAST_PID)
 }

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Every validation rule with a bad order, answered with order.rejected naming
 # the field (all failures of one order at once), nothing sent to SCM; an
-# order over the schema limits goes to the dead-letter topic (the worker
-# loop validates the contract before the handler).
+# order breaking the schema itself is answered with order.rejected too and
+# also dead-lettered.
 OT_NAME=ordervalid
 . "$(dirname "$0")/lib.sh"
 ot_setup
@@ -74,12 +74,30 @@ ot_ok "all failures of one order at once: $(jq '.data.errors | length' <<<"$ev")
     ot_fail "a rejected order reached SCM"
 ot_ok "nothing reached SCM"
 
-# schema limits (comments > 1024, keystore password too short) -> dead-letter
+# schema violations (comments > 1024, keystore password too short, bad
+# order id syntax): answered with order.rejected naming the field AND
+# dead-lettered (operators see them); the password never appears anywhere.
 long=$(head -c 1100 /dev/zero | tr '\0' 'x')
-ot_publish scmflow.order.enroll v-long "$(ot_enroll_json v-long v-long.scmflow.test "\"comments\":\"$long\"")" >/dev/null
-ot_publish scmflow.order.enroll v-pw "$(ot_enroll_json v-pw v-pw.scmflow.test '"keystore_type":"PKCS12","keystore_password":"abc"' | jq -c '.keystore_type="PKCS12"')" >/dev/null
-tenv_wait_for 30 bash -c "[ \$(kcat -C -b '$SCMFLOW_KAFKA_BROKERS' -t '${SCMFLOW_TOPIC_PREFIX}deadletter' -o beginning -e -q 2>/dev/null | wc -l) -ge 2 ]" ||
+pw='Qz!7%'
+id_long=$(ot_publish scmflow.order.enroll v-long "$(ot_enroll_json v-long v-long.scmflow.test "\"comments\":\"$long\"")")
+id_pw=$(ot_publish scmflow.order.enroll v-pw "$(ot_enroll_json v-pw v-pw.scmflow.test | jq -c --arg pw "$pw" '.keystore_type="PKCS12" | .keystore_password=$pw')")
+id_badid=$(ot_publish scmflow.order.enroll v-badid "$(ot_enroll_json 'bad id!' v-badid.scmflow.test)")
+id_label=$(ot_publish scmflow.order.enroll v-label "$(ot_enroll_json v-label "$(head -c 64 /dev/zero | tr '\0' 'a').scmflow.test")")
+tenv_wait_for 30 bash -c "[ \$(kcat -C -b '$SCMFLOW_KAFKA_BROKERS' -t '${SCMFLOW_TOPIC_PREFIX}deadletter' -o beginning -e -q 2>/dev/null | wc -l) -ge 4 ]" ||
     ot_fail "schema violations not dead-lettered"
 kcat -C -b "$SCMFLOW_KAFKA_BROKERS" -t "${SCMFLOW_TOPIC_PREFIX}deadletter" -o beginning -e -q -f '%h\n' 2>/dev/null > "$OT_DIR/dlq.txt"
-grep -q "abc" "$OT_DIR/dlq.txt" && ot_fail "keystore password in dead-letter headers"
+grep -qF "$pw" "$OT_DIR/dlq.txt" && ot_fail "keystore password in dead-letter headers"
 ot_ok "schema violations dead-lettered"
+for x in "$id_long~v-long~data.comments" "$id_pw~v-pw~data.keystore_password" "$id_badid~$id_badid~data.order_id" "$id_label~v-label~data.common_name"; do
+    IFS='~' read -r cid oid field <<<"$x"
+    tenv_wait_for 30 bash -c "kcat -C -b '$SCMFLOW_KAFKA_BROKERS' -t '${SCMFLOW_TOPIC_PREFIX}events' -o beginning -e -q 2>/dev/null | grep -q '\"correlationid\":\"$cid\"'" ||
+        ot_fail "$oid: no answer to the schema-invalid command $cid"
+    ot_events "$OT_DIR/events.jsonl"
+    ev=$(jq -c --arg c "$cid" 'select(.correlationid==$c)' "$OT_DIR/events.jsonl" | head -1)
+    jq -e --arg o "$oid" --arg f "$field" '.type=="order.rejected" and .data.order_id==$o and .data.action=="enroll"
+        and ([.data.errors[] | select(.code=="invalid_field" and (.field | startswith($f)))] | length > 0)' <<<"$ev" >/dev/null ||
+        ot_fail "$oid: expected order.rejected at $field, got $ev"
+done
+grep -qF "$pw" "$OT_DIR/events.jsonl" && ot_fail "keystore password in an event"
+grep -qF "$pw" "$OT_DIR"/sub1.log && ot_fail "keystore password in the log"
+ot_ok "schema violations answered with order.rejected naming the field"

@@ -3,7 +3,6 @@
  * consumer with manual offset store, topic creation, dead-letter.
  */
 #include "sf_kafka.h"
-#include "sf_kafka_ext.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -204,4 +204,18 @@ int sf_kafka_scan_tail(const sf_kafka_opts *opts, const char *topic, int per_par
                        const char *header, sf_kafka_header_fn fn, void *ud, int timeout_ms,
                        sf_error *err);
 
+/*
+ * sf_kafka_consumer_new() with a consumer-only session timeout:
+ * session_timeout_ms > 0 sets librdkafka's session.timeout.ms (how long the
+ * group coordinator waits before a silent member's partitions move to
+ * another member; 45 s by default) and a heartbeat.interval.ms of a third of
+ * it (at most 3 s); 0 = librdkafka's defaults. Applied after
+ * opts->config_file, so it wins over the same key there. Producers are not
+ * affected. Same ownership and errors as sf_kafka_consumer_new().
+ */
+sf_kafka_consumer *sf_kafka_consumer_new_ex(const sf_kafka_opts *opts, const char *group_id,
+                                            const char *const *topics,
+                                            int64_t session_timeout_ms, sf_error *err);
+
+
 #endif

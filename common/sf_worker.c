@@ -17,7 +17,6 @@
 
 #include "sf_db.h"
 #include "sf_kafka.h"
-#include "sf_kafka_ext.h"
 #include "sf_log.h"
 #include "sf_msg.h"
 #include "sf_relay.h"

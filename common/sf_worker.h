@@ -9,7 +9,9 @@
  *
  * Processing of consumed messages:
  *   poll -> size limit -> sf_event_decode; undecodable/invalid -> dead-letter
- *   (reason = err->field + err->msg), offset stored.
+ *   (reason = err->field + err->msg), offset stored. With def->on_invalid_data
+ *   a message whose envelope is valid but whose data is not is dead-lettered
+ *   AND handed to that hook in the batch transaction (to answer it).
  *   Good messages are handled in small batches in ONE DB transaction: one
  *   statement claims the inbox for the whole batch (consumer = the group id;
  *   a duplicate id is skipped), then def->handler runs per message, then

@@ -7,6 +7,9 @@
  * A command that cannot be honoured is answered with order.rejected naming
  * the field(s) and returns 0 (the command is done). Only a command whose
  * order id cannot be expressed in an event goes to the dead-letter topic.
+ * A command whose data breaks the schema never reaches os_handle: the loop
+ * dead-letters it and calls os_on_invalid_data, which answers order.rejected
+ * (field = the JSON path from proto's validator).
  */
 #include <stdlib.h>
 #include <string.h>

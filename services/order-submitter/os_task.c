@@ -910,6 +910,16 @@ static int record_done(os_runner *r, op *o, sf_error *err)
     static const char sql_hist[] =
         "INSERT INTO order_status_history (order_id, old_state, new_state, reason)"
         " VALUES ($1, $2, $3, $4)";
+    static const char sql_enroll_all[] =
+        "WITH op AS (UPDATE scm_operations SET state = 'done', result = $2::jsonb,"
+        "   finished_at = now(), lease_owner = NULL, lease_until = NULL, last_error = NULL,"
+        "   updated_at = now() WHERE id = $1::bigint RETURNING 1),"
+        " ord AS (UPDATE orders SET state = 'submitted', ssl_id = $4::bigint,"
+        "   renew_id = nullif($5, ''), submitted_at = now(),"
+        "   next_check_at = now() + $6::bigint * interval '1 millisecond', check_step = 0,"
+        "   last_error = NULL, updated_at = now() WHERE id = $3 RETURNING 1)"
+        " INSERT INTO order_status_history (order_id, old_state, new_state, reason)"
+        " VALUES ($3, 'submitting', 'submitted', 'enrolled')";
     sf_db *db = sf_worker_dbh(os_worker(r));
     char idb[32], sslb[32], firstb[32], *res_txt = NULL, *carried = NULL;
     cJSON *res = cJSON_CreateObject(), *d;
@@ -925,18 +935,19 @@ static int record_done(os_runner *r, op *o, sf_error *err)
         sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
         goto out;
     }
-    {
+    if (strcmp(o->kind, "enroll") != 0) {
         const char *p[2] = {idb, res_txt};
 
         if (sf_db_exec(db, sql_op, 2, p, NULL, err) < 0)
             goto out;
     }
     if (strcmp(o->kind, "enroll") == 0) {
-        const char *p[4] = {o->order_id, sslb, o->new_renew_id, firstb};
-        const char *h[4] = {o->order_id, "submitting", "submitted", "enrolled"};
+        /* the hot path: operation, order and history in one round trip */
+        const char *p[6] = {idb, res_txt, o->order_id, sslb, o->new_renew_id, firstb};
 
-        if (sf_db_exec(db, sql_enroll, 4, p, NULL, err) < 0 ||
-            sf_db_exec(db, sql_hist, 4, h, NULL, err) < 0)
+        (void)sql_enroll;
+        (void)sql_hist;
+        if (sf_db_exec(db, sql_enroll_all, 6, p, NULL, err) < 0)
             goto out;
         d = ev_base(o->order_id);
         cJSON_AddNumberToObject(d, "ssl_id", (double)o->new_ssl_id);

@@ -19,14 +19,14 @@
 
 #define ENROLL_DATA(extra)                                                                     \
     "{\"order_id\":\"o-1\",\"common_name\":\"www.example.com\",\"organization\":1001,"           \
-    "\"profile\":501,\"term_days\":365,\"key_algorithm\":\"EC\",\"key_size\":256" extra "}"
+    "\"sans\":[],\"profile\":501,\"term_days\":365,\"key_algorithm\":\"EC\",\"key_size\":256" extra "}"
 #define ENVELOPE(data)                                                                         \
     "{\"specversion\":\"1.0\",\"id\":\"cmd-1\",\"source\":\"t\",\"type\":\"scmflow.order.enroll\"," \
     "\"time\":\"2026-01-01T00:00:00Z\",\"data\":" data "}"
 
 static void test_valid(void **state)
 {
-    static const char m[] = ENVELOPE(ENROLL_DATA(""));
+    static const char m[] = ENVELOPE(ENROLL_DATA(",\"keystore_type\":\"PEM\""));
     sf_event *ev = NULL;
     sf_error de, e;
 

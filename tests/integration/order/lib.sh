@@ -22,6 +22,13 @@ ot_cleanup() {
         for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null
     done
+    # under -DSCMFLOW_SANITIZE=ON a report in any process log fails the test
+    # (the processes are ours; their exit status is not otherwise checked)
+    if [ $rc -eq 0 ] && grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$OT_DIR"/*.log >/dev/null 2>&1; then
+        echo "FAIL: sanitizer report in $(grep -lE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$OT_DIR"/*.log | tr '\n' ' ')" >&2
+        grep -hE -A12 "ERROR: (Address|Leak)Sanitizer|runtime error:" "$OT_DIR"/*.log | head -60 >&2
+        rc=1
+    fi
     if [ $rc -ne 0 ]; then
         echo "---- logs ($OT_DIR) ----" >&2
         for f in "$OT_DIR"/*.log; do [ -f "$f" ] && { echo "== $f" >&2; tail -n 30 "$f" >&2; }; done

@@ -33,6 +33,9 @@ static const sf_cfg_def settings[] = {
     {"SCMFLOW_STATUS_SLICE", SF_CFG_DURATION, "2s", 10, 600000, NULL,
      "one run of the poll task claims new rounds for at most this long, then lets the loop "
      "serve Kafka", false},
+    {"SCMFLOW_STATUS_PIPELINE", SF_CFG_INT, "1", 0, 1, NULL,
+     "1 = record a round on a second DB connection while the next round is checked at SCM "
+     "(higher throughput; 0 = claim, check, record one after another)", false},
     {"SCMFLOW_STATUS_COLLECT_FORMAT", SF_CFG_ENUM, "x509", 0, 0,
      "x509|x509CO|x509IO|x509IOR|x509R|base64|pem|pemco|pemia",
      "SCM collect format of issued certificates (repo-ingest orders the chain)", false},

@@ -14,6 +14,7 @@
  * harmless).
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -533,7 +534,7 @@ static int plan_one(sp_runner *r, item *it)
 }
 
 /* Apply the plans of items[0..n) in the open transaction. */
-static int apply(sp_runner *r, item *items, size_t n, sf_error *err)
+static int apply(sp_runner *r, sf_db *db, item *items, size_t n, sf_error *err)
 {
     static const char sql_upd[] =
         "UPDATE orders o SET scm_status = coalesce(u.status, o.scm_status),"
@@ -567,7 +568,6 @@ static int apply(sp_runner *r, item *items, size_t n, sf_error *err)
         " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n)"
         " ORDER BY n RETURNING 1)"
         " SELECT count(*), pg_notify($2, '') FROM ins";
-    sf_db *db = sf_worker_dbh(sp_worker(r));
     cJSON *rows = cJSON_CreateArray(), *hist = cJSON_CreateArray(), *rev = cJSON_CreateArray();
     cJSON *out = cJSON_CreateArray();
     char *txt = NULL, source[160];
@@ -717,9 +717,8 @@ out:
 
 /* Record every item: one transaction for the round; if it fails, each
  * order in its own transaction. */
-static int record_all(sp_runner *r, item *items, size_t n, sf_error *err)
+static int record_all(sp_runner *r, sf_db *db, item *items, size_t n, sf_error *err)
 {
-    sf_db *db = sf_worker_dbh(sp_worker(r));
     sf_error e = {0};
 
     for (size_t i = 0; i < n; i++)
@@ -727,7 +726,7 @@ static int record_all(sp_runner *r, item *items, size_t n, sf_error *err)
             return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
     if (sf_db_begin(db, err) < 0)
         return -1;
-    if (apply(r, items, n, &e) == 0 && sf_db_commit(db, &e) == 0)
+    if (apply(r, db, items, n, &e) == 0 && sf_db_commit(db, &e) == 0)
         return 0;
     (void)sf_db_rollback(db, NULL);
     sf_log_warn("recording %zu status checks failed (%s); recording them one by one", n, e.msg);
@@ -735,7 +734,7 @@ static int record_all(sp_runner *r, item *items, size_t n, sf_error *err)
         sf_error_clear(&e);
         if (sf_db_begin(db, err) < 0)
             return -1;
-        if (apply(r, &items[i], 1, &e) < 0 || sf_db_commit(db, &e) < 0) {
+        if (apply(r, db, &items[i], 1, &e) < 0 || sf_db_commit(db, &e) < 0) {
             (void)sf_db_rollback(db, NULL);
             sf_log_ctx_order(items[i].id);
             sf_log_error("could not record the status check of order \"%s\": %s", items[i].id,
@@ -752,9 +751,8 @@ static int record_all(sp_runner *r, item *items, size_t n, sf_error *err)
 
 /* ---- the task ---- */
 
-int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
+static int task_poll_serial(sf_worker *w, sp_runner *r, sf_error *err)
 {
-    sp_runner *r = ud;
     int64_t start = sf_now_mono_ms();
     int64_t until = start + sp_setting_ms(r, "SCMFLOW_STATUS_SLICE");
     size_t total = 0;
@@ -786,7 +784,7 @@ int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
         }
         t_scm += sf_now_mono_ms() - t;
         t = sf_now_mono_ms();
-        rc = record_all(r, items, n, err);
+        rc = record_all(r, sf_worker_dbh(w), items, n, err);
         t_record += sf_now_mono_ms() - t;
         total += n;
         for (size_t i = 0; i < n; i++)
@@ -800,4 +798,186 @@ int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
                     total, (long long)(sf_now_mono_ms() - start), (long long)t_claim,
                     (long long)t_scm, (long long)t_record);
     return rc;
+}
+
+/* ---- pipelined rounds (SCMFLOW_STATUS_PIPELINE=1) ----
+ *
+ * The serial loop above runs claim, SCM and record one after another, so
+ * SCM sits idle while a round is recorded. Here a recorder thread with its
+ * own DB connection records round k (same record_all: one transaction,
+ * lease-guarded, history + outbox in it) while the task thread claims and
+ * checks round k+1. One round is handed over at a time (the slot), which
+ * bounds memory to about three rounds. Correctness is unchanged: a round's
+ * orders stay leased until the recorder's transaction commits, so no other
+ * claim (ours or another replica's) can take them meanwhile. */
+
+typedef struct rec_slot {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sp_runner *r;
+    sf_db *db;              /* the recorder's own connection */
+    item *items;            /* the handed-over round (owned), NULL = empty */
+    size_t n;
+    bool done;              /* no more rounds */
+    bool failed;            /* recording failed: stop claiming */
+    sf_error err;
+    int64_t t_record;
+} rec_slot;
+
+static void free_items(item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        item_release(&items[i]);
+    free(items);
+}
+
+static void *recorder_main(void *arg)
+{
+    rec_slot *q = arg;
+
+    for (;;) {
+        item *items;
+        size_t n;
+        int64_t t;
+        sf_error e = {0};
+        int rc;
+
+        pthread_mutex_lock(&q->mu);
+        while (q->items == NULL && !q->done)
+            pthread_cond_wait(&q->cv, &q->mu);
+        if (q->items == NULL) { /* done and drained */
+            pthread_mutex_unlock(&q->mu);
+            break;
+        }
+        items = q->items;
+        n = q->n;
+        pthread_mutex_unlock(&q->mu);
+
+        t = sf_now_mono_ms();
+        rc = q->failed ? -1 : record_all(q->r, q->db, items, n, &e);
+        free_items(items, n);
+
+        pthread_mutex_lock(&q->mu);
+        q->t_record += sf_now_mono_ms() - t;
+        if (rc < 0 && !q->failed) {
+            q->failed = true;
+            q->err = e;
+        }
+        q->items = NULL; /* slot free only after the round is recorded */
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+    }
+    return NULL;
+}
+
+/* Hand a round to the recorder (waits while the previous one is being
+ * recorded). Takes ownership of items. */
+static bool rec_put(rec_slot *q, item *items, size_t n)
+{
+    bool ok;
+
+    pthread_mutex_lock(&q->mu);
+    while (q->items != NULL)
+        pthread_cond_wait(&q->cv, &q->mu);
+    ok = !q->failed;
+    if (ok) {
+        q->items = items;
+        q->n = n;
+        pthread_cond_broadcast(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (!ok)
+        free_items(items, n); /* still leased: they come back with the lease */
+    return ok;
+}
+
+static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
+{
+    int64_t start = sf_now_mono_ms();
+    int64_t until = start + sp_setting_ms(r, "SCMFLOW_STATUS_SLICE");
+    int64_t t_claim = 0, t_scm = 0, t_wait = 0, t;
+    size_t total = 0;
+    rec_slot q;
+    pthread_t th;
+    bool started = false;
+    int rc = 0;
+
+    memset(&q, 0, sizeof(q));
+    q.r = r;
+    pthread_mutex_init(&q.mu, NULL);
+    pthread_cond_init(&q.cv, NULL);
+    while (!sf_worker_stop_requested(w)) {
+        item *items = NULL;
+        size_t n = 0;
+
+        t = sf_now_mono_ms();
+        if (claim(r, &items, &n, err) < 0) {
+            rc = -1;
+            break;
+        }
+        if (n == 0)
+            break;
+        sf_failpoint("poller.after_claim");
+        t_claim += sf_now_mono_ms() - t;
+        if (!started) {
+            /* only a slice with work opens the recorder's connection */
+            if ((q.db = sf_db_open(sp_setting_str(r, "SCMFLOW_DATABASE_URL"), err)) == NULL ||
+                pthread_create(&th, NULL, recorder_main, &q) != 0) {
+                if (q.db != NULL)
+                    sf_error_set(err, SF_ERR_INTERNAL, 0, "cannot start the recorder thread");
+                free_items(items, n);
+                rc = -1;
+                break;
+            }
+            started = true;
+        }
+        t = sf_now_mono_ms();
+        qsort(items, n, sizeof(*items), cmp_account);
+        for (size_t i = 0; i < n;) {
+            size_t j = i + 1;
+
+            while (j < n && strcmp(items[j].account, items[i].account) == 0)
+                j++;
+            run_group(r, &items[i], j - i);
+            i = j;
+        }
+        t_scm += sf_now_mono_ms() - t;
+        t = sf_now_mono_ms();
+        total += n;
+        if (!rec_put(&q, items, n))
+            break;
+        t_wait += sf_now_mono_ms() - t;
+        if (sf_now_mono_ms() >= until)
+            break;
+    }
+    if (started) {
+        pthread_mutex_lock(&q.mu);
+        q.done = true;
+        pthread_cond_broadcast(&q.cv);
+        pthread_mutex_unlock(&q.mu);
+        pthread_join(th, NULL);
+        if (q.failed && rc == 0) {
+            if (err)
+                *err = q.err;
+            rc = -1;
+        }
+    }
+    sf_db_close(q.db);
+    pthread_cond_destroy(&q.cv);
+    pthread_mutex_destroy(&q.mu);
+    if (total > 0)
+        sf_log_info("checked %zu orders in %lld ms pipelined (claim %lld ms, SCM %lld ms, "
+                    "record %lld ms in parallel, waited for the recorder %lld ms)",
+                    total, (long long)(sf_now_mono_ms() - start), (long long)t_claim,
+                    (long long)t_scm, (long long)q.t_record, (long long)t_wait);
+    return rc;
+}
+
+int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
+{
+    sp_runner *r = ud;
+
+    if (sp_setting_int(r, "SCMFLOW_STATUS_PIPELINE") != 0)
+        return task_poll_pipelined(w, r, err);
+    return task_poll_serial(w, r, err);
 }

@@ -20,6 +20,7 @@
  * process of this host) and are reconciled. Never twice, never lost.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
@@ -1147,16 +1148,83 @@ static int release_unrun(os_runner *r, op *o, sf_error *err)
     return sf_db_exec(sf_worker_dbh(os_worker(r)), sql, 2, p, NULL, err);
 }
 
+/* Lock the round's operations that are still ours (leased by this
+ * instance, not finished) and mark the others skipped. This makes recording
+ * safe to repeat: after a COMMIT whose answer was lost with the connection,
+ * a second attempt finds the rows already finished and writes nothing twice;
+ * and if our lease ran out and another replica took an operation, its
+ * result is not overwritten by ours. */
+static int lock_owned(os_runner *r, op *ops, int n, bool *owned, sf_error *err)
+{
+    static const char sql[] =
+        "SELECT id FROM scm_operations WHERE id = ANY($1::bigint[]) AND lease_owner = $2"
+        " AND state IN ('intent', 'unknown') FOR UPDATE";
+    sf_buf ids;
+    PGresult *res = NULL;
+    int rc = -1;
+
+    sf_buf_init(&ids, (size_t)n * 24 + 16);
+    if (sf_buf_appendc(&ids, '{') < 0)
+        goto oom;
+    for (int i = 0; i < n; i++) {
+        char b[32];
+
+        (void)sf_snprintf(b, sizeof(b), "%s%lld", i ? "," : "", (long long)ops[i].id);
+        if (sf_buf_append(&ids, b, strlen(b)) < 0)
+            goto oom;
+        owned[i] = false;
+    }
+    if (sf_buf_appendc(&ids, '}') < 0)
+        goto oom;
+    {
+        const char *p[2] = {ids.data, sf_worker_instance_id(os_worker(r))};
+
+        if (sf_db_exec(sf_worker_dbh(os_worker(r)), sql, 2, p, &res, err) < 0)
+            goto out;
+    }
+    for (int k = 0; k < PQntuples(res); k++) {
+        int64_t id = col_i64(res, k, 0);
+
+        for (int i = 0; i < n; i++)
+            if (ops[i].id == id)
+                owned[i] = true;
+    }
+    rc = 0;
+    goto out;
+oom:
+    sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+out:
+    PQclear(res);
+    sf_buf_release(&ids);
+    return rc;
+}
+
 static int record_all(os_runner *r, op *ops, int n, sf_error *err)
 {
     sf_db *db = sf_worker_dbh(os_worker(r));
+    bool *owned = calloc((size_t)n + 1, sizeof(*owned));
 
-    if (sf_db_begin(db, err) < 0)
+    if (owned == NULL)
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+    if (sf_db_begin(db, err) < 0) {
+        free(owned);
         return -1;
+    }
+    if (lock_owned(r, ops, n, owned, err) < 0) {
+        (void)sf_db_rollback(db, NULL);
+        free(owned);
+        return -1;
+    }
     for (int i = 0; i < n; i++) {
         op *o = &ops[i];
         int x = 0;
 
+        if (!owned[i]) {
+            /* recorded by an earlier attempt, or taken over after our lease ran out */
+            sf_log_info("operation %lld of order %s is no longer leased by this worker: "
+                        "result not recorded again", (long long)o->id, o->order_id);
+            continue;
+        }
         sf_log_ctx_order(o->order_id);
         switch (o->out) {
         case OUT_DONE: x = record_done(r, o, err); break;
@@ -1169,10 +1237,12 @@ static int record_all(os_runner *r, op *ops, int n, sf_error *err)
         if (x < 0) {
             (void)sf_db_rollback(db, NULL);
             sf_log_ctx_order(NULL);
+            free(owned);
             return -1;
         }
     }
     sf_log_ctx_order(NULL);
+    free(owned);
     if (sf_db_commit(db, err) < 0)
         return -1;
     for (int i = 0; i < n; i++) {
@@ -1265,6 +1335,75 @@ static void run_parallel(os_runner *r, op *ops, int n)
     }
 }
 
+/* Leases this instance may still hold for rounds it could not record (the
+ * database went away): taken back at the next round, so those operations
+ * are reconciled at once instead of after SCMFLOW_SUBMIT_LEASE. Only the
+ * task thread touches it, and no round is in flight between task calls. */
+static bool own_leases_orphaned;
+
+static void free_own_leases(os_runner *r)
+{
+    static const char sql[] =
+        "UPDATE scm_operations SET lease_until = NULL WHERE lease_owner = $1"
+        " AND state IN ('intent', 'unknown') AND lease_until IS NOT NULL";
+    const char *p[1] = {sf_worker_instance_id(os_worker(r))};
+    PGresult *res = NULL;
+
+    if (sf_db_exec(sf_worker_dbh(os_worker(r)), sql, 1, p, &res, NULL) < 0)
+        return;
+    own_leases_orphaned = false;
+    if (sf_db_affected(res) > 0)
+        sf_log_info("took back %lld lease(s) of rounds not recorded: they are reconciled now",
+                    (long long)sf_db_affected(res));
+    PQclear(res);
+}
+
+/* Record a round, retrying while the database is away. Once SCM has been
+ * called, the results (orders placed!) exist only in memory until they are
+ * recorded: dropping them would leave the orders "submitting" until the
+ * lease runs out. Repeating record_all is safe (lock_owned). Gives up on a
+ * non-transient error, at half the lease (another replica may take the
+ * operations after it), or soon after a stop was requested. */
+static int record_round(os_runner *r, sf_worker *w, op *ops, int n, sf_error *err)
+{
+    int64_t start = sf_now_mono_ms();
+    int64_t until = start + os_setting_ms(r, "SCMFLOW_SUBMIT_LEASE") / 2;
+    int64_t stop_until = 0, next_log = 0;
+    int tries = 0;
+
+    for (;;) {
+        sf_error e;
+        int64_t now;
+
+        sf_error_clear(&e);
+        if (record_all(r, ops, n, &e) == 0) {
+            if (tries > 0)
+                sf_log_info("recorded a round of %d operation(s) after %d failed attempt(s) "
+                            "in %lld ms", n, tries, (long long)(sf_now_mono_ms() - start));
+            return 0;
+        }
+        tries++;
+        now = sf_now_mono_ms();
+        if (sf_worker_stop_requested(w) && stop_until == 0)
+            stop_until = now + 5000;
+        if (e.cls != SF_ERR_TRANSIENT || now >= until || (stop_until && now >= stop_until)) {
+            sf_log_error("could not record a round of %d operation(s): %s (the leases bring "
+                         "them back, reconciled)", n, e.msg);
+            own_leases_orphaned = true;
+            if (err)
+                *err = e;
+            return -1;
+        }
+        if (now >= next_log) {
+            sf_log_warn("recording a round of %d operation(s) failed: %s; keeping the results "
+                        "and retrying", n, e.msg);
+            next_log = now + 10000;
+        }
+        if (sf_db_ensure(sf_worker_dbh(w), 1000, NULL) < 0)
+            (void)poll(NULL, 0, 200);
+    }
+}
+
 int os_task_submit(sf_worker *w, void *ud, sf_error *err)
 {
     os_runner *r = ud;
@@ -1276,6 +1415,8 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
 
     if (ops == NULL)
         return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+    if (own_leases_orphaned)
+        free_own_leases(r);
     if (sf_now_mono_ms() >= next_dead_check) {
         free_dead_leases(r);
         next_dead_check = sf_now_mono_ms() + 2000;
@@ -1284,6 +1425,9 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
         int n = 0;
 
         if (claim_and_prepare(r, ops, max, &n, err) < 0) {
+            /* a COMMIT whose answer was lost may have taken leases */
+            if (err && err->cls == SF_ERR_TRANSIENT)
+                own_leases_orphaned = true;
             rc = -1;
             break;
         }
@@ -1299,7 +1443,7 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
             }
             run_one(r, &ops[i], NULL);
         }
-        if (record_all(r, ops, n, err) < 0)
+        if (record_round(r, w, ops, n, err) < 0)
             rc = -1;
         for (int i = 0; i < n; i++)
             op_release(&ops[i]);

@@ -973,11 +973,42 @@ static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
     return rc;
 }
 
+/* A poll task that failed (the database went away mid-round, or a claim's
+ * COMMIT answer was lost) may leave orders leased by this instance with
+ * nobody working on them; without this they would wait for
+ * SCMFLOW_STATUS_LEASE. The next task call, when no round is in flight
+ * (the recorder is joined before a task returns), gives them back. Only the
+ * task thread touches the flag. */
+static bool own_leases_orphaned;
+
+static void free_own_leases(sp_runner *r)
+{
+    static const char sql[] =
+        "UPDATE orders SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1";
+    const char *p[1] = {sf_worker_instance_id(sp_worker(r))};
+    PGresult *res = NULL;
+
+    if (sf_db_exec(sf_worker_dbh(sp_worker(r)), sql, 1, p, &res, NULL) < 0)
+        return;
+    own_leases_orphaned = false;
+    if (sf_db_affected(res) > 0)
+        sf_log_info("took back %lld lease(s) of a round not recorded: checked again now",
+                    (long long)sf_db_affected(res));
+    PQclear(res);
+}
+
 int sp_task_poll(sf_worker *w, void *ud, sf_error *err)
 {
     sp_runner *r = ud;
+    int rc;
 
+    if (own_leases_orphaned)
+        free_own_leases(r);
     if (sp_setting_int(r, "SCMFLOW_STATUS_PIPELINE") != 0)
-        return task_poll_pipelined(w, r, err);
-    return task_poll_serial(w, r, err);
+        rc = task_poll_pipelined(w, r, err);
+    else
+        rc = task_poll_serial(w, r, err);
+    if (rc < 0)
+        own_leases_orphaned = true;
+    return rc;
 }

@@ -53,3 +53,24 @@ done
 curl -fsS -X DELETE "$OT_SIM_ADMIN/faults" >/dev/null
 grep -q "reconciled enroll of order S1: SCM has it" "$OT_DIR/sub.log" || ot_fail "timeout_after_commit was not reconciled"
 ot_ok "outcome-unknown enrollment found by reconciliation"
+
+# The database connection is lost while an enroll is in flight: SCM has
+# placed the order, so the submitter must keep the result and record it when
+# the database answers again (not drop it and leave the order "submitting"
+# until the 20 s lease runs out and a reconcile finds it).
+ot_sim_post faults '{"latency_ms":1500}' || ot_fail "set latency"
+ot_publish scmflow.order.enroll D1 "$(ot_enroll_json D1 d1.scmflow.test)" >/dev/null
+ot_wait_sql 30 "select state from orders where id='D1'" submitting || ot_fail "D1 never submitting"
+t0=$(date +%s%N)
+nt=$(ot_sql "select count(pg_terminate_backend(pid)) from pg_stat_activity
+            where datname = current_database() and pid <> pg_backend_pid()")
+[ "$nt" -gt 0 ] || ot_fail "no submitter connection to terminate"
+ot_wait_sql 10 "select state from orders where id='D1'" submitted ||
+    ot_fail "D1 not recorded within 10 s of losing the connection (lease is 20 s): $(ot_sql "select state from orders where id='D1'")"
+dt=$(( ($(date +%s%N) - t0) / 1000000 ))
+curl -fsS -X DELETE "$OT_SIM_ADMIN/faults" >/dev/null
+grep -q "recorded a round of 1 operation(s) after [1-9][0-9]* failed attempt" "$OT_DIR/sub.log" ||
+    ot_fail "the round was not recorded by retrying (log has no retry line)"
+n=$(ot_sim_get enrollments | jq '[.enrollments[] | select(.commonName=="d1.scmflow.test")] | length')
+[ "$n" = 1 ] || ot_fail "D1: $n SCM enrollments"
+ot_ok "database connection lost during an enroll ($nt connection(s) terminated): result kept and recorded ${dt} ms later, one SCM order"

@@ -22,8 +22,30 @@ until_=$(pt_sql "select max(lease_until) from orders")
 pt_ok "replica killed holding 20 leases (until $until_)"
 
 pt_start survivor "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-survivor
+survivor=$PT_LAST_PID
 pt_wait_sql 60 "select count(*) from orders where state='stored'" 20
 early=$(pt_sql "select count(*) from order_status_history where new_state='issued' and at < '$until_'::timestamptz")
 [ "$early" = 0 ] || pt_fail "$early orders taken over before the lease expired"
 [ "$(pt_sql "select count(*) from certificates")" = 20 ] || pt_fail "certificates"
 pt_ok "survivor took over after the lease expired; 20 stored"
+
+# The database connection is lost while a round is being checked: the round
+# cannot be recorded, and its orders must come back at once (the next poll
+# task gives back the leases of this instance), not after the 60 s lease.
+pt_stop "$survivor" survivor
+for i in $(seq 1 5); do
+    ssl=$(pt_enroll "d$i.scmflow.test") || pt_fail enroll
+    pt_order "d-$i" "$ssl" "d$i.scmflow.test"
+done
+pt_sim_post faults '{"latency_ms":1500}' || pt_fail "set latency"
+pt_start third "$STATUS_POLLER" SCMFLOW_STATUS_LEASE=60s SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-third
+pt_wait_sql 30 "select count(*) from orders where id like 'd-%' and lease_owner is not null" 5
+t0=$(date +%s%N)
+nt=$(pt_sql "select count(pg_terminate_backend(pid)) from pg_stat_activity
+             where datname = current_database() and pid <> pg_backend_pid()")
+pt_wait_sql 30 "select count(*) from orders where id like 'd-%' and state='stored'" 5
+dt=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$dt" -lt 30000 ] || pt_fail "stored only after ${dt} ms"
+grep -q "took back 5 lease(s) of a round not recorded" "$PT_DIR/third.log" ||
+    pt_fail "the leases were not taken back (see third.log)"
+pt_ok "connection lost during a check ($nt connection(s) terminated): leases taken back, 5 stored ${dt} ms later (lease 60 s)"

@@ -1096,7 +1096,7 @@ static void h_list(sim_req *r, sim_resp *resp, bool head)
 
 /* ----------------------------------------------------------- collect */
 
-static void pending(sim_resp *resp)
+void api_pending(sim_resp *resp)
 {
     switch (g_sim.pending_style) {
     case PEND_1400:
@@ -1151,7 +1151,7 @@ static void h_collect(sim_req *r, sim_resp *resp, const char *ids, const char *f
     case ST_SAAPPROVED:
     case ST_APPLIED:
     case ST_INIT:
-        pending(resp);
+        api_pending(resp);
         return;
     default:
         resp_error(resp, 400, -169, "Certificate is not available, please contact administrator.");

@@ -212,7 +212,7 @@ static int kind_parse(const cJSON *k)
         return -1;
     static const struct { const char *n; int k; } t[] = {
         {"500", SIM_FK_500}, {"503", SIM_FK_503}, {"429", SIM_FK_429}, {"reset", SIM_FK_RESET},
-        {"hang", SIM_FK_HANG}, {"timeout_after_commit", SIM_FK_TAC},
+        {"hang", SIM_FK_HANG}, {"timeout_after_commit", SIM_FK_TAC}, {"pending", SIM_FK_PENDING},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(buf, t[i].n) == 0)
@@ -257,7 +257,7 @@ int faults_set(const cJSON *j, char *err, size_t errlen)
                          ? (long)hm->valuedouble : 30000;
         if (!x->path_prefix || x->kind < 0 || x->error_rate < 0 || x->error_rate > 1) {
             snprintf(err, errlen, "rule %d: needs path_prefix, a known kind (500|503|429|reset|hang|"
-                     "timeout_after_commit) and error_rate in 0..1 or count", i - 1);
+                     "timeout_after_commit|pending) and error_rate in 0..1 or count", i - 1);
             for (int k = 0; k < i; k++)
                 free(nr[k].path_prefix);
             free(nr);
@@ -468,7 +468,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
     }
     static const char *const fk_names[] = {"", "500", "503", "429", "reset", "hang",
-                                           "timeout_after_commit"};
+                                           "timeout_after_commit", "pending"};
     pthread_mutex_unlock(&g_sim.mu);
 
     if (lat > 0)
@@ -495,6 +495,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             sleep_ms_interruptible(hang_ms);
         reset_connection(c);
         return MHD_NO;
+    } else if (fault_kind == SIM_FK_PENDING) {
+        api_pending(&resp);
+        if (resp.body == NULL) /* empty200: an empty body, not "go on and answer" */
+            resp.body = calloc(1, 1);
     } else if (cc->too_big) {
         resp_error(&resp, 413, -1, "request body too large");
     }

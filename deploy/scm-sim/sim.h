@@ -137,7 +137,7 @@ typedef struct sim_fault_rule {
     long hang_ms;
 } sim_fault_rule;
 
-enum { SIM_FK_500 = 1, SIM_FK_503, SIM_FK_429, SIM_FK_RESET, SIM_FK_HANG, SIM_FK_TAC };
+enum { SIM_FK_500 = 1, SIM_FK_503, SIM_FK_429, SIM_FK_RESET, SIM_FK_HANG, SIM_FK_TAC, SIM_FK_PENDING };
 enum { PEND_CODE0 = 0, PEND_1400, PEND_183, PEND_109, PEND_EMPTY200 };
 
 typedef struct sim_bucket {
@@ -244,6 +244,9 @@ void api_handle(sim_req *req, sim_resp *resp);   /* g_sim.mu held */
 void admin_handle(sim_req *req, sim_resp *resp); /* g_sim.mu held */
 
 int pending_style_parse(const char *s); /* -1 unknown */
+/* The "still being processed" answer of collect, in the configured style
+ * (also the "pending" fault: SCM says Issued but cannot hand it out yet). */
+void api_pending(sim_resp *resp);
 
 /* faults (main.c) */
 int faults_set(const cJSON *j, char *err, size_t errlen);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scm-sim fault injection: error rates, counted faults, 429 + Retry-After,
-# rate limit, hang, reset, timeout_after_commit, latency, concurrency.
+# rate limit, hang, reset, timeout_after_commit, pending, latency, concurrency.
 . "$(dirname "$0")/lib.sh"
 sim_start
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -70,6 +70,17 @@ check "timeout_after_commit => client timeout" "$rc" 28
 check "order was created" "$(admin GET '/enrollments?comment=tac-cmd' | jq .count)" 1
 check "order findable by CN" "$(call GET '/ssl/v1?commonName=tac.scmflow.test' >/dev/null; header X-Total-Count)" 1
 check "recorded as fault" "$(admin GET '/requests?path_prefix=/api/ssl/v1/enroll' | jq -r '.[-1].headers["x-sim-fault"]')" timeout_after_commit
+
+# pending: an issued certificate whose collect still answers "being processed"
+admin POST /faults '{"rules":[{"path_prefix":"/api/ssl/v1/collect/","count":1,"kind":"pending"}]}' >/dev/null
+check "pending => 400" "$(call GET /ssl/v1/collect/100/x509)" 400
+check "pending code 0" "$(jbody .code)" 0
+admin POST /config '{"pending_style":"empty200"}' >/dev/null
+admin POST /faults '{"rules":[{"path_prefix":"/api/ssl/v1/collect/","count":1,"kind":"pending"}]}' >/dev/null
+check "pending empty200 => 200" "$(call GET /ssl/v1/collect/100/x509)" 200
+check "pending empty200 => empty body" "$(stat -c %s "$T/body")" 0
+check "then the certificate" "$(call GET /ssl/v1/collect/100/x509 >/dev/null; grep -q 'BEGIN CERTIFICATE' "$T/body" && echo ok)" ok
+admin POST /config '{"pending_style":"code0"}' >/dev/null
 
 # admin API never faulted
 admin POST /faults '{"rules":[{"path_prefix":"/","error_rate":1,"kind":"500"}]}' >/dev/null

@@ -8,7 +8,8 @@
  * / position) and a renewed lease: a worker killed midway resumes at the
  * first page not committed, so there are neither duplicates (upsert on
  * (account, ssl_id)) nor gaps. Orders deleted locally (deleted_orders) are
- * skipped. Progress events (orders.import_progress) go out at most every
+ * skipped, and so is, for now, a certificate whose name has an enroll or
+ * renew of ours in flight (see sql_upsert). Progress events (orders.import_progress) go out at most every
  * SCMFLOW_CATALOG_PROGRESS_INTERVAL.
  */
 #include <stdlib.h>
@@ -49,7 +50,14 @@ static const char sql_upsert[] =
     "     WHEN 'Declined' THEN 'failed' WHEN 'Rejected' THEN 'failed' WHEN 'Invalid' THEN 'failed'"
     "     ELSE 'imported' END AS state"
     "   FROM input i WHERE NOT EXISTS (SELECT 1 FROM deleted_orders d"
-    "     WHERE (d.account = $1 AND d.ssl_id = i.ssl_id) OR d.order_id = 'scm:' || $1 || ':' || i.ssl_id)),"
+    "     WHERE (d.account = $1 AND d.ssl_id = i.ssl_id) OR d.order_id = 'scm:' || $1 || ':' || i.ssl_id)"
+    /* An enroll/renew of ours in flight for this name may be this very
+     * certificate, its sslId not recorded yet: importing it would take the
+     * (account, ssl_id) the submitter is about to record. Skip it now; once
+     * recorded, the next import updates our order instead. */
+    "   AND NOT EXISTS (SELECT 1 FROM scm_operations s JOIN orders so ON so.id = s.order_id"
+    "     WHERE s.state IN ('intent', 'unknown') AND s.call_started AND s.kind IN ('enroll', 'renew')"
+    "       AND so.account = $1 AND so.common_name = i.common_name)),"
     " up AS (INSERT INTO orders AS o (id, account, origin, state, scm_status, ssl_id, common_name,"
     "   sans, scm_details, next_check_at, submitted_at)"
     "   SELECT 'scm:' || $1 || ':' || ssl_id, $1, 'imported', state, status, ssl_id,"

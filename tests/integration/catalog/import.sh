@@ -47,3 +47,22 @@ out=$(timeout 120 "$SCMCTL" import --status Revoked --timeout 60s --json) || ct_
 [ "$(ct_sql "select scm_status || '/' || state from orders where ssl_id = 101")" = "Revoked/revoked" ] \
     || ct_fail "status change not imported: $(ct_sql "select scm_status || '/' || state from orders where ssl_id = 101")"
 ct_ok "status change updated"
+
+# An enroll of ours in flight (SCM called, sslId not recorded yet) for a
+# certificate's name: the import leaves that certificate to the submitter
+# instead of taking its (account, sslId); once the submitter has recorded
+# it, the next import updates our order and adds no second one.
+read -r st cn <<<"$(ct_sql "select scm_status || ' ' || common_name from orders where ssl_id = 102")"
+[ -n "$cn" ] || ct_fail "no order for sslId 102"
+ct_sql "delete from orders where ssl_id = 102"
+ct_sql "insert into orders (id, account, origin, state, common_name) values ('mine-1', 'main', 'enroll', 'submitting', '$cn')"
+ct_sql "insert into scm_operations (order_id, kind, state, call_started, correlation_ref) values ('mine-1', 'enroll', 'unknown', true, 'ref-mine-1')"
+out=$(timeout 120 "$SCMCTL" import --status "$st" --timeout 60s --json) || ct_fail "import during an enroll: $out"
+[ "$(ct_sql "select count(*) from orders where ssl_id = 102")" = 0 ] || ct_fail "imported the certificate of an enroll in flight"
+[ "$(jq .skipped <<<"$out")" -ge 1 ] || ct_fail "not counted as skipped: $out"
+ct_sql "update scm_operations set state = 'done' where order_id = 'mine-1'"
+ct_sql "update orders set ssl_id = 102, state = 'submitted' where id = 'mine-1'"
+out=$(timeout 120 "$SCMCTL" import --status "$st" --timeout 60s --json) || ct_fail "import after the enroll: $out"
+[ "$(ct_sql "select string_agg(id || '/' || origin, ',') from orders where ssl_id = 102")" = "mine-1/enroll" ] ||
+    ct_fail "after the enroll: $(ct_sql "select id, origin from orders where ssl_id = 102")"
+ct_ok "certificate of an enroll in flight left to the submitter, then our order updated ($st, $cn)"

@@ -25,6 +25,8 @@ const sf_cfg_def sf_cfg_common[] = {
      "SCM REST API base URL", false},
     {"SCMFLOW_MASTER_KEY_FILE", SF_CFG_STRING, NULL, 0, 0, NULL,
      "file holding the 32-byte master key for sealing secrets (required)", false},
+    {"SCMFLOW_MASTER_KEY_OLD_FILES", SF_CFG_STRING, "", 0, 0, NULL,
+     "comma-separated files of older master keys, used only to unseal (key rotation)", false},
     {"SCMFLOW_HTTP_LISTEN", SF_CFG_ADDR, "127.0.0.1:0", 0, 0, NULL,
      "address of /metrics, /healthz, /readyz (port 0 = off)", false},
     {"SCMFLOW_LOG_LEVEL", SF_CFG_ENUM, "info", 0, 0, "debug|info|warn|error",

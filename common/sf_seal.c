@@ -157,6 +157,89 @@ out:
     return rc;
 }
 
+/* Restate an sf_sealer_add_key_file error in terms of the setting that named
+ * the file (the operator knows settings, not "master_key"); keeps the class. */
+static void key_setting_error(sf_error *err, const sf_error *inner, const char *setting,
+                              size_t entry)
+{
+    if (err == NULL)
+        return;
+    if (entry == 0)
+        sf_error_set(err, inner->cls, inner->code, "%s: %s", setting, inner->msg);
+    else
+        sf_error_set(err, inner->cls, inner->code, "%s entry %zu: %s", setting, entry, inner->msg);
+    (void)sf_snprintf(err->field, sizeof(err->field), "%s", setting);
+}
+
+static bool list_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+sf_sealer *sf_sealer_from_config(const sf_config *cfg, sf_error *err)
+{
+    static const char primary_name[] = "SCMFLOW_MASTER_KEY_FILE";
+    static const char old_name[] = "SCMFLOW_MASTER_KEY_OLD_FILES";
+    const char *primary, *p;
+    sf_sealer *s = NULL;
+    sf_error inner = {0};
+    char *path = NULL;
+    size_t entry = 0;
+
+    if (cfg == NULL) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "sf_sealer_from_config: NULL argument");
+        return NULL;
+    }
+    primary = sf_config_str(cfg, primary_name);
+    if (primary[0] == '\0') {
+        sf_error_field(err, primary_name, "%s is required (secrets are sealed at rest)",
+                       primary_name);
+        return NULL;
+    }
+    if ((s = sf_sealer_new(err)) == NULL)
+        return NULL;
+    /* Added first, so it is the primary whatever the old list holds (an old
+     * entry equal to it is a no-op in sf_sealer_add_key). */
+    if (sf_sealer_add_key_file(s, primary, &inner) < 0) {
+        key_setting_error(err, &inner, primary_name, 0);
+        goto fail;
+    }
+    /* sf_config_str gives "" for a setting the binary's table lacks. */
+    for (p = sf_config_str(cfg, old_name); *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        const char *next = end != NULL ? end + 1 : p + n;
+
+        entry++;
+        while (n > 0 && list_blank(*p)) {
+            p++;
+            n--;
+        }
+        while (n > 0 && list_blank(p[n - 1]))
+            n--;
+        if (n > 0) {
+            if ((path = malloc(n + 1)) == NULL) {
+                sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+                goto fail;
+            }
+            memcpy(path, p, n);
+            path[n] = '\0';
+            if (sf_sealer_add_key_file(s, path, &inner) < 0) {
+                key_setting_error(err, &inner, old_name, entry);
+                goto fail;
+            }
+            free(path);
+            path = NULL;
+        }
+        p = next;
+    }
+    return s;
+fail:
+    free(path);
+    sf_sealer_free(s);
+    return NULL;
+}
+
 int sf_sealer_set_primary(sf_sealer *s, const char *key_id, sf_error *err)
 {
     if (s == NULL || key_id == NULL)

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sf_config.h"
 #include "sf_error.h"
 
 #define SF_SEAL_KEY_LEN 32
@@ -56,6 +57,25 @@ void sf_seal_compute_key_id(const unsigned char key[SF_SEAL_KEY_LEN], char *buf)
 int sf_sealer_set_primary(sf_sealer *s, const char *key_id, sf_error *err);
 /* Id of the primary key, or NULL when the sealer has no key. Owned by s. */
 const char *sf_sealer_primary_id(const sf_sealer *s);
+
+/*
+ * The sealer every binary uses, from its settings:
+ *   SCMFLOW_MASTER_KEY_FILE       required; the primary (sealing) key
+ *   SCMFLOW_MASTER_KEY_OLD_FILES  optional, comma-separated paths of older
+ *                                 keys, added after the primary: they only
+ *                                 unseal (rotation, see README "Operations").
+ *                                 Blanks around a path and empty entries are
+ *                                 ignored.
+ * Errors: an empty SCMFLOW_MASTER_KEY_FILE is SF_ERR_INVALID with field
+ * "SCMFLOW_MASTER_KEY_FILE"; a key that cannot be loaded keeps the class of
+ * sf_sealer_add_key_file (unreadable = SF_ERR_FATAL, bad format or id
+ * collision = SF_ERR_INVALID) with field "SCMFLOW_MASTER_KEY_FILE" or
+ * "SCMFLOW_MASTER_KEY_OLD_FILES" and, for an old key, its 1-based position
+ * in the list; messages name paths, never key bytes. Logs nothing (file
+ * modes are the caller's business: sf_seal_check_key_file_mode).
+ * Returns a sealer the caller frees with sf_sealer_free, or NULL.
+ */
+sf_sealer *sf_sealer_from_config(const sf_config *cfg, sf_error *err);
 
 /*
  * Report whether a master key file is readable or writable by group/other.

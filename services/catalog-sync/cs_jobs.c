@@ -58,8 +58,7 @@ cs_runner *cs_runner_new(sf_worker *w, sf_error *err)
     r->max_attempts = sf_config_int(cfg, "SCMFLOW_CATALOG_MAX_ATTEMPTS");
     r->progress_ms = sf_config_duration_ms(cfg, "SCMFLOW_CATALOG_PROGRESS_INTERVAL");
     r->slice_ms = sf_config_duration_ms(cfg, "SCMFLOW_CATALOG_SLICE");
-    if ((r->seal = sf_sealer_new(err)) == NULL ||
-        sf_sealer_add_key_file(r->seal, sf_config_str(cfg, "SCMFLOW_MASTER_KEY_FILE"), err) < 0) {
+    if ((r->seal = sf_sealer_from_config(cfg, err)) == NULL) {
         cs_runner_free(r);
         return NULL;
     }

@@ -194,9 +194,7 @@ static int init(sf_worker *w, void **ud, sf_error *err)
         return sf_error_field(err, "SCMFLOW_MASTER_KEY_FILE",
                               "SCMFLOW_MASTER_KEY_FILE is required (keys and keystores are sealed)");
     }
-    if ((r->seal = sf_sealer_new(err)) == NULL ||
-        sf_sealer_add_key_file(r->seal, keyfile, err) < 0) {
-        sf_sealer_free(r->seal);
+    if ((r->seal = sf_sealer_from_config(sf_worker_config(w), err)) == NULL) {
         free(r);
         return -1;
     }

@@ -23,7 +23,8 @@
  * Settings (environment, file, --set): SCMFLOW_DATABASE_URL,
  * SCMFLOW_KAFKA_BROKERS, SCMFLOW_KAFKA_CONFIG, SCMFLOW_TOPIC_PREFIX,
  * SCMFLOW_SCM_BASE_URL, SCMFLOW_MASTER_KEY_FILE (only needed by commands
- * that seal/unseal), SCMFLOW_LOG_LEVEL (default warn), SCMFLOW_LOG_FORMAT
+ * that seal/unseal), SCMFLOW_MASTER_KEY_OLD_FILES (older keys that only
+ * unseal, see sf_sealer_from_config), SCMFLOW_LOG_LEVEL (default warn), SCMFLOW_LOG_FORMAT
  * (default text), SCMCTL_TIMEOUT.
  *
  * Passwords never come from argv: ctl_read_secret reads a prompt without
@@ -72,6 +73,8 @@ int ctl_cmd_order_check(int argc, char **argv) __attribute__((weak));
 /* poller/ingest engineer */
 int ctl_cmd_cert(int argc, char **argv) __attribute__((weak));
 int ctl_cmd_license(int argc, char **argv) __attribute__((weak));
+/* master key rotation: re-seal every secret under the primary key */
+int ctl_cmd_rekey(int argc, char **argv) __attribute__((weak)); /* [--dry-run] [--batch N] */
 
 /* ---- the context: settings + lazily opened DB, sealer, Kafka ---- */
 
@@ -97,7 +100,8 @@ int64_t ctl_timeout_ms(const ctl_ctx *c);  /* --timeout / SCMCTL_TIMEOUT */
 /* The database, opened (and migrated: sf_db_migrate) on first use. Borrowed:
  * owned by the context. NULL + err on failure. */
 struct sf_db *ctl_db(ctl_ctx *c, sf_error *err);
-/* The sealer from SCMFLOW_MASTER_KEY_FILE, opened on first use. Borrowed.
+/* The sealer from SCMFLOW_MASTER_KEY_FILE (+ SCMFLOW_MASTER_KEY_OLD_FILES),
+ * opened on first use (sf_sealer_from_config). Borrowed.
  * NULL + err when the setting is empty or the key cannot be loaded. */
 struct sf_sealer *ctl_sealer(ctl_ctx *c, sf_error *err);
 

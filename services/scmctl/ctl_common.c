@@ -33,6 +33,8 @@ static const sf_cfg_def ctl_settings[] = {
      "SCM API base (default for `account set --base-url`)", false},
     {"SCMFLOW_MASTER_KEY_FILE", SF_CFG_STRING, "", 0, 0, NULL,
      "32-byte master key for sealing secrets (needed by account set)", false},
+    {"SCMFLOW_MASTER_KEY_OLD_FILES", SF_CFG_STRING, "", 0, 0, NULL,
+     "comma-separated files of older master keys, used only to unseal (rekey)", false},
     {"SCMFLOW_LOG_LEVEL", SF_CFG_ENUM, "warn", 0, 0, "debug|info|warn|error", "log level",
      false},
     {"SCMFLOW_LOG_FORMAT", SF_CFG_ENUM, "text", 0, 0, "json|text", "log format", false},
@@ -218,12 +220,8 @@ struct sf_sealer *ctl_sealer(ctl_ctx *c, sf_error *err)
                        "SCMFLOW_MASTER_KEY_FILE is not set (needed to seal the SCM password)");
         return NULL;
     }
-    if ((s = sf_sealer_new(err)) == NULL)
+    if ((s = sf_sealer_from_config(c->cfg, err)) == NULL)
         return NULL;
-    if (sf_sealer_add_key_file(s, path, err) < 0) {
-        sf_sealer_free(s);
-        return NULL;
-    }
     c->seal = s;
     return s;
 }

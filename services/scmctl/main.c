@@ -18,6 +18,7 @@ static int (*const p_import)(int, char **) = ctl_cmd_import;
 static int (*const p_order)(int, char **) = ctl_cmd_order;
 static int (*const p_cert)(int, char **) = ctl_cmd_cert;
 static int (*const p_license)(int, char **) = ctl_cmd_license;
+static int (*const p_rekey)(int, char **) = ctl_cmd_rekey;
 
 static const struct {
     const char *name;
@@ -31,6 +32,7 @@ static const struct {
     {"order", &p_order, "create, renew, reissue, revoke, delete or check orders"},
     {"cert", &p_cert, "list, show and export certificates of the repository"},
     {"license", &p_license, "show or set the repository's license count"},
+    {"rekey", &p_rekey, "re-seal every stored secret under the primary master key"},
 };
 
 static void usage(FILE *out)

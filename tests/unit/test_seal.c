@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "sf_config.h"
 #include "sf_seal.h"
 #include "sf_util.h"
 
@@ -290,6 +291,187 @@ static void test_limits(void **state)
     sf_secret_str_free(NULL);
 }
 
+static const unsigned char key_c[32] = {0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+                                        0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+                                        0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5,
+                                        0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5, 0xa5};
+
+/* A config of the common settings with the two master key settings given
+ * (NULL = not in the environment). */
+static sf_config *key_config(const char *primary, const char *old)
+{
+    char e1[600], e2[600];
+    const char *env[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    sf_config *cfg = sf_config_new(sf_cfg_common, sf_cfg_common_len, NULL, 0);
+    sf_error err;
+
+    assert_non_null(cfg);
+    if (primary != NULL) {
+        snprintf(e1, sizeof(e1), "SCMFLOW_MASTER_KEY_FILE=%s", primary);
+        env[n++] = e1;
+    }
+    if (old != NULL) {
+        snprintf(e2, sizeof(e2), "SCMFLOW_MASTER_KEY_OLD_FILES=%s", old);
+        env[n++] = e2;
+    }
+    /* Without SCMFLOW_MASTER_KEY_FILE the load fails (required) but the
+     * values that were set are kept: enough for the sealer tests. */
+    (void)sf_config_load_env(cfg, env, NULL, &err);
+    return cfg;
+}
+
+static char *seal_with(const unsigned char *k, const char *plain, const char *aad)
+{
+    sf_sealer *s = sealer_with(k);
+    char *tok = NULL;
+    sf_error err;
+
+    assert_int_equal(sf_seal(s, plain, strlen(plain), aad, &tok, &err), 0);
+    sf_sealer_free(s);
+    return tok;
+}
+
+static void assert_unseals(const sf_sealer *s, const char *tok, const char *aad, const char *want)
+{
+    unsigned char *plain = NULL;
+    size_t len = 0;
+    sf_error err;
+
+    assert_int_equal(sf_unseal(s, tok, aad, &plain, &len, &err), 0);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(plain, want, len);
+    sf_secret_free(plain, len);
+}
+
+static void test_from_config_primary_only(void **state)
+{
+    char pa[256], ida[SF_SEAL_KEY_ID_LEN + 1];
+    sf_config *cfg;
+    sf_sealer *s;
+    sf_error err;
+
+    (void)state;
+    sf_seal_compute_key_id(key_a, ida);
+    write_file("cfg-a.key", key_a, 32, pa, sizeof(pa));
+    /* not set, and set to "" */
+    cfg = key_config(NULL, NULL);
+    sf_error_clear(&err);
+    assert_null(sf_sealer_from_config(cfg, &err));
+    assert_int_equal(err.cls, SF_ERR_INVALID);
+    assert_string_equal(err.field, "SCMFLOW_MASTER_KEY_FILE");
+    sf_config_free(cfg);
+    cfg = key_config("", NULL);
+    assert_null(sf_sealer_from_config(cfg, &err));
+    assert_string_equal(err.field, "SCMFLOW_MASTER_KEY_FILE");
+    sf_config_free(cfg);
+    /* a missing file: fatal, names the setting and the path */
+    cfg = key_config("/nonexistent/rekey-primary.key", NULL);
+    assert_null(sf_sealer_from_config(cfg, &err));
+    assert_int_equal(err.cls, SF_ERR_FATAL);
+    assert_string_equal(err.field, "SCMFLOW_MASTER_KEY_FILE");
+    assert_non_null(strstr(err.msg, "/nonexistent/rekey-primary.key"));
+    sf_config_free(cfg);
+    /* the key alone: primary, no old key */
+    cfg = key_config(pa, NULL);
+    assert_non_null(s = sf_sealer_from_config(cfg, &err));
+    assert_string_equal(sf_sealer_primary_id(s), ida);
+    sf_sealer_free(s);
+    sf_config_free(cfg);
+    assert_null(sf_sealer_from_config(NULL, &err));
+    assert_int_equal(err.cls, SF_ERR_INTERNAL);
+}
+
+static void test_from_config_two_old_keys(void **state)
+{
+    char pa[256], pb[256], pc[256], list[600], idc[SF_SEAL_KEY_ID_LEN + 1];
+    char *tok_a = seal_with(key_a, "secret-under-a", "order:7:key");
+    char *tok_b = seal_with(key_b, "secret-under-b", "account:main:password");
+    char *tok_c = NULL;
+    sf_config *cfg;
+    sf_sealer *s;
+    sf_error err;
+
+    (void)state;
+    sf_seal_compute_key_id(key_c, idc);
+    write_file("two-a.key", key_a, 32, pa, sizeof(pa));
+    write_file("two-b.key", key_b, 32, pb, sizeof(pb));
+    write_file("two-c.key", key_c, 32, pc, sizeof(pc));
+    /* blanks and an empty entry are ignored; the new key stays primary */
+    snprintf(list, sizeof(list), " %s ,, %s,", pa, pb);
+    cfg = key_config(pc, list);
+    assert_non_null(s = sf_sealer_from_config(cfg, &err));
+    assert_string_equal(sf_sealer_primary_id(s), idc);
+    assert_unseals(s, tok_a, "order:7:key", "secret-under-a");
+    assert_unseals(s, tok_b, "account:main:password", "secret-under-b");
+    assert_true(sf_seal_needs_reseal(s, tok_a));
+    /* sealing uses the new key only */
+    assert_int_equal(sf_seal(s, "x", 1, "ctx", &tok_c, &err), 0);
+    assert_int_equal(strncmp(tok_c + 3, idc, SF_SEAL_KEY_ID_LEN), 0);
+    assert_false(sf_seal_needs_reseal(s, tok_c));
+    sf_sealer_free(s);
+    sf_config_free(cfg);
+    /* the primary listed again among the old keys changes nothing */
+    snprintf(list, sizeof(list), "%s,%s", pc, pa);
+    cfg = key_config(pc, list);
+    assert_non_null(s = sf_sealer_from_config(cfg, &err));
+    assert_string_equal(sf_sealer_primary_id(s), idc);
+    sf_sealer_free(s);
+    sf_config_free(cfg);
+    /* without the old keys the old tokens name a key that is not there */
+    cfg = key_config(pc, NULL);
+    assert_non_null(s = sf_sealer_from_config(cfg, &err));
+    {
+        unsigned char *plain = NULL;
+        size_t len = 0;
+        char ida[SF_SEAL_KEY_ID_LEN + 1];
+
+        sf_seal_compute_key_id(key_a, ida);
+        assert_int_equal(sf_unseal(s, tok_a, "order:7:key", &plain, &len, &err), -1);
+        assert_int_equal(err.cls, SF_ERR_NOT_FOUND);
+        assert_non_null(strstr(err.msg, ida));
+    }
+    sf_sealer_free(s);
+    sf_config_free(cfg);
+    free(tok_a);
+    free(tok_b);
+    free(tok_c);
+}
+
+static void test_from_config_bad_old_key(void **state)
+{
+    char pa[256], pb[256], pbad[256], list[600], hex[65];
+    sf_config *cfg;
+    sf_error err;
+
+    (void)state;
+    write_file("bad-a.key", key_a, 32, pa, sizeof(pa));
+    write_file("bad-b.key", key_b, 32, pb, sizeof(pb));
+    /* 64 characters, not all hex: the message must not echo the content */
+    memset(hex, 'z', 64);
+    memcpy(hex, "0102030405", 10);
+    write_file("bad-old.key", hex, 64, pbad, sizeof(pbad));
+    snprintf(list, sizeof(list), "%s,%s", pb, pbad);
+    cfg = key_config(pa, list);
+    sf_error_clear(&err);
+    assert_null(sf_sealer_from_config(cfg, &err));
+    assert_int_equal(err.cls, SF_ERR_INVALID);
+    assert_string_equal(err.field, "SCMFLOW_MASTER_KEY_OLD_FILES");
+    assert_non_null(strstr(err.msg, "entry 2"));
+    assert_non_null(strstr(err.msg, pbad));
+    assert_null(strstr(err.msg, "0102030405"));
+    sf_config_free(cfg);
+    /* a missing old file: fatal, first entry */
+    snprintf(list, sizeof(list), "/nonexistent/old.key,%s", pb);
+    cfg = key_config(pa, list);
+    assert_null(sf_sealer_from_config(cfg, &err));
+    assert_int_equal(err.cls, SF_ERR_FATAL);
+    assert_string_equal(err.field, "SCMFLOW_MASTER_KEY_OLD_FILES");
+    assert_non_null(strstr(err.msg, "entry 1"));
+    assert_non_null(strstr(err.msg, "/nonexistent/old.key"));
+    sf_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +481,9 @@ int main(void)
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_key_files),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_from_config_primary_only),
+        cmocka_unit_test(test_from_config_two_old_keys),
+        cmocka_unit_test(test_from_config_bad_old_key),
     };
 
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -152,7 +152,7 @@ static void on_collect(sf_scm_result *res, void *ud)
 
 /* ---- claim ---- */
 
-static int claim(sp_runner *r, item **out, size_t *n, sf_error *err)
+static int claim(sp_runner *r, sf_db *db, item **out, size_t *n, sf_error *err)
 {
     static const char sql[] =
         "UPDATE orders o SET lease_owner = $1,"
@@ -174,7 +174,7 @@ static int claim(sp_runner *r, item **out, size_t *n, sf_error *err)
     {
         const char *p[3] = {sf_worker_instance_id(sp_worker(r)), lease, lim};
 
-        if (sf_db_exec(sf_worker_dbh(sp_worker(r)), sql, 3, p, &res, err) < 0)
+        if (sf_db_exec(db, sql, 3, p, &res, err) < 0)
             return -1;
     }
     rows = PQntuples(res);
@@ -763,7 +763,7 @@ static int task_poll_serial(sf_worker *w, sp_runner *r, sf_error *err)
         item *items = NULL;
         size_t n = 0;
         t = sf_now_mono_ms();
-        if (claim(r, &items, &n, err) < 0) {
+        if (claim(r, sf_worker_dbh(w), &items, &n, err) < 0) {
             rc = -1;
             break;
         }
@@ -891,6 +891,126 @@ static bool rec_put(rec_slot *q, item *items, size_t n)
     return ok;
 }
 
+/* Set when a task may have left orders leased by this instance with nobody
+ * working on them (see sp_task_poll). Task thread only. */
+static bool own_leases_orphaned;
+
+static void sp_leases_orphaned(void)
+{
+    own_leases_orphaned = true;
+}
+
+/* ---- the claimer (pipelined mode) ----
+ * A claim of SCMFLOW_STATUS_BATCH orders costs a hundred milliseconds or
+ * more of database time; done between rounds on the task thread it left
+ * SCM idle for about an eighth of the run. A claimer thread with its own
+ * connection (the task thread still uses the worker's, e.g. to load an
+ * account) claims round k+1 while the task thread checks round k. One claimed round waits
+ * at most (the slot): its leases are taken a round early, far inside
+ * SCMFLOW_STATUS_LEASE. A round still waiting when the task ends (stop
+ * requested) is given back at once. */
+
+typedef struct claim_slot {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sp_runner *r;
+    sf_worker *w;
+    sf_db *db;              /* the claimer's own connection */
+    int64_t until;          /* no new claim after this (the task's slice) */
+    item *items;            /* a claimed round waiting (owned), NULL = none */
+    size_t n;
+    bool finished;          /* the claimer has exited */
+    bool stop;              /* the task thread asks it to exit */
+    bool failed;
+    sf_error err;
+    int64_t t_claim;
+} claim_slot;
+
+static void *claimer_main(void *arg)
+{
+    claim_slot *c = arg;
+
+    for (;;) {
+        item *items = NULL;
+        size_t n = 0;
+        sf_error e = {0};
+        int64_t t;
+        bool go;
+
+        pthread_mutex_lock(&c->mu);
+        while (c->items != NULL && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        go = !c->stop;
+        pthread_mutex_unlock(&c->mu);
+        if (!go || sf_now_mono_ms() >= c->until || sf_worker_stop_requested(c->w))
+            break;
+        t = sf_now_mono_ms();
+        if (claim(c->r, c->db, &items, &n, &e) < 0) {
+            pthread_mutex_lock(&c->mu);
+            c->failed = true;
+            c->err = e;
+            pthread_mutex_unlock(&c->mu);
+            break;
+        }
+        if (n == 0)
+            break;
+        sf_failpoint("poller.after_claim");
+        pthread_mutex_lock(&c->mu);
+        c->items = items;
+        c->n = n;
+        c->t_claim += sf_now_mono_ms() - t;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+    }
+    pthread_mutex_lock(&c->mu);
+    c->finished = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* The next claimed round, waiting for the claimer; false when it is done. */
+static bool claim_take(claim_slot *c, item **items, size_t *n)
+{
+    bool got;
+
+    pthread_mutex_lock(&c->mu);
+    while (c->items == NULL && !c->finished)
+        pthread_cond_wait(&c->cv, &c->mu);
+    got = c->items != NULL;
+    if (got) {
+        *items = c->items;
+        *n = c->n;
+        c->items = NULL;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return got;
+}
+
+/* Give back the leases of a claimed round that will not be checked. */
+static void release_round(sp_runner *r, sf_db *db, item *items, size_t n)
+{
+    static const char sql[] =
+        "UPDATE orders SET lease_owner = NULL, lease_until = NULL"
+        " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND lease_owner = $2";
+    cJSON *ids = cJSON_CreateArray();
+    char *txt = NULL;
+
+    for (size_t i = 0; ids && i < n; i++)
+        cJSON_AddItemToArray(ids, cJSON_CreateString(items[i].id));
+    if (ids && (txt = cJSON_PrintUnformatted(ids)) != NULL) {
+        const char *p[2] = {txt, sf_worker_instance_id(sp_worker(r))};
+
+        if (sf_db_exec(db, sql, 2, p, NULL, NULL) < 0)
+            sp_leases_orphaned();
+    } else {
+        sp_leases_orphaned();
+    }
+    cJSON_free(txt);
+    cJSON_Delete(ids);
+}
+
 static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
 {
     int64_t start = sf_now_mono_ms();
@@ -898,39 +1018,47 @@ static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
     int64_t t_claim = 0, t_scm = 0, t_wait = 0, t;
     size_t total = 0;
     rec_slot q;
-    pthread_t th;
-    bool started = false;
+    claim_slot c;
+    pthread_t th, cth;
+    bool started = false, claiming = false;
+    item *items = NULL;
+    size_t n = 0;
     int rc = 0;
+
+    /* The first claim on this thread: a slice without work starts no thread. */
+    t = sf_now_mono_ms();
+    if (claim(r, sf_worker_dbh(w), &items, &n, err) < 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    sf_failpoint("poller.after_claim");
+    t_claim += sf_now_mono_ms() - t;
 
     memset(&q, 0, sizeof(q));
     q.r = r;
     pthread_mutex_init(&q.mu, NULL);
     pthread_cond_init(&q.cv, NULL);
-    while (!sf_worker_stop_requested(w)) {
-        item *items = NULL;
-        size_t n = 0;
-
-        t = sf_now_mono_ms();
-        if (claim(r, &items, &n, err) < 0) {
-            rc = -1;
-            break;
-        }
-        if (n == 0)
-            break;
-        sf_failpoint("poller.after_claim");
-        t_claim += sf_now_mono_ms() - t;
-        if (!started) {
-            /* only a slice with work opens the recorder's connection */
-            if ((q.db = sf_db_open(sp_setting_str(r, "SCMFLOW_DATABASE_URL"), err)) == NULL ||
-                pthread_create(&th, NULL, recorder_main, &q) != 0) {
-                if (q.db != NULL)
-                    sf_error_set(err, SF_ERR_INTERNAL, 0, "cannot start the recorder thread");
-                free_items(items, n);
-                rc = -1;
-                break;
-            }
-            started = true;
-        }
+    memset(&c, 0, sizeof(c));
+    c.r = r;
+    c.w = w;
+    c.until = until;
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    if ((q.db = sf_db_open(sp_setting_str(r, "SCMFLOW_DATABASE_URL"), err)) == NULL ||
+        pthread_create(&th, NULL, recorder_main, &q) != 0) {
+        if (q.db != NULL)
+            sf_error_set(err, SF_ERR_INTERNAL, 0, "cannot start the recorder thread");
+        free_items(items, n);
+        rc = -1;
+        goto out;
+    }
+    started = true;
+    /* without a claimer the task checks this one round and ends its slice */
+    claiming = (c.db = sf_db_open(sp_setting_str(r, "SCMFLOW_DATABASE_URL"), NULL)) != NULL &&
+               pthread_create(&cth, NULL, claimer_main, &c) == 0;
+    if (!claiming)
+        c.finished = true;
+    do {
         t = sf_now_mono_ms();
         qsort(items, n, sizeof(*items), cmp_account);
         for (size_t i = 0; i < n;) {
@@ -944,11 +1072,33 @@ static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
         t_scm += sf_now_mono_ms() - t;
         t = sf_now_mono_ms();
         total += n;
-        if (!rec_put(&q, items, n))
+        if (!rec_put(&q, items, n)) {
+            items = NULL;
             break;
+        }
+        items = NULL;
         t_wait += sf_now_mono_ms() - t;
-        if (sf_now_mono_ms() >= until)
+        if (sf_worker_stop_requested(w))
             break;
+    } while (claim_take(&c, &items, &n));
+out:
+    if (claiming) {
+        pthread_mutex_lock(&c.mu);
+        c.stop = true;
+        pthread_cond_broadcast(&c.cv);
+        pthread_mutex_unlock(&c.mu);
+        pthread_join(cth, NULL);
+        if (c.items != NULL) { /* claimed, not checked: give it back now */
+            release_round(r, sf_worker_dbh(w), c.items, c.n);
+            free_items(c.items, c.n);
+            c.items = NULL;
+        }
+        t_claim += c.t_claim;
+        if (c.failed && rc == 0) {
+            if (err)
+                *err = c.err;
+            rc = -1;
+        }
     }
     if (started) {
         pthread_mutex_lock(&q.mu);
@@ -963,10 +1113,13 @@ static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
         }
     }
     sf_db_close(q.db);
+    sf_db_close(c.db);
     pthread_cond_destroy(&q.cv);
     pthread_mutex_destroy(&q.mu);
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
     if (total > 0)
-        sf_log_info("checked %zu orders in %lld ms pipelined (claim %lld ms, SCM %lld ms, "
+        sf_log_info("checked %zu orders in %lld ms pipelined (claim %lld ms in parallel, SCM %lld ms, "
                     "record %lld ms in parallel, waited for the recorder %lld ms)",
                     total, (long long)(sf_now_mono_ms() - start), (long long)t_claim,
                     (long long)t_scm, (long long)q.t_record, (long long)t_wait);
@@ -979,7 +1132,6 @@ static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
  * SCMFLOW_STATUS_LEASE. The next task call, when no round is in flight
  * (the recorder is joined before a task returns), gives them back. Only the
  * task thread touches the flag. */
-static bool own_leases_orphaned;
 
 static void free_own_leases(sp_runner *r)
 {

@@ -43,6 +43,8 @@ static double cpu_ms(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
 }
 
+static long g_generated;
+
 static int run(sf_scm_client *cl, const char *kind, int inflight, int latency, long n,
                double *rate_out)
 {
@@ -57,7 +59,9 @@ static int run(sf_scm_client *cl, const char *kind, int inflight, int latency, l
     if (b == NULL)
         return -1;
     for (long i = 0; i < n; i++) {
-        int64_t id = ids[i % 2];
+        /* BENCH_SCM_GENERATE=N: N distinct generated certificates (ids from
+         * 1000), as the status-poller benchmark reads them */
+        int64_t id = g_generated > 0 ? 1000 + i % g_generated : ids[i % 2];
         int rc = strcmp(kind, "details") == 0
                      ? sf_scm_batch_add_details(b, id, on_done, &c, &err)
                      : sf_scm_batch_add_collect(b, id, "pem", on_done, &c, &err);
@@ -100,7 +104,20 @@ int main(void)
     sf_error err;
     int failed = 0;
     double r64_20[2] = { 0, 0 };
-    const char *const extra[] = { "--record-max", "1000", NULL };
+    const char *gen = getenv("BENCH_SCM_GENERATE");
+    const char *extra[] = { "--record-max", "1000", NULL, NULL, NULL };
+
+    if (gen != NULL && gen[0] != '\0') {
+        int64_t v;
+
+        if (sf_str_to_i64(gen, 1, 1000000, &v) < 0) {
+            fprintf(stderr, "BENCH_SCM_GENERATE: a number 1..1000000\n");
+            return 1;
+        }
+        g_generated = (long)v;
+        extra[2] = "--generate-certs";
+        extra[3] = gen;
+    }
 
     if (sim_start(&s, extra) < 0)
         return 1;

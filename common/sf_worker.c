@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -78,8 +80,8 @@ struct sf_worker {
     char dlq_topic[256];
     char events_topic[256];
     bool direct;
-    bool stop;
-    bool kick;             /* run the relay at the next chance (task emitted) */
+    _Atomic bool stop;     /* atomic: own-thread tasks read it */
+    _Atomic bool kick;     /* run the relay at the next chance (task emitted) */
     int64_t last_domain_gauges; /* mono ms of the last domain gauge refresh */
     bool listening;        /* LISTEN on the outbox channel is active */
     atomic_bool db_ok;
@@ -250,7 +252,10 @@ int32_t sf_worker_event_partition(sf_worker_ctx *ctx) { return sf_kafka_msg_part
 int64_t sf_worker_event_offset(sf_worker_ctx *ctx) { return sf_kafka_msg_offset(ctx->it->msg); }
 const char *sf_worker_event_key(sf_worker_ctx *ctx) { return ctx->it->key; }
 const sf_config *sf_worker_config(const sf_worker *w) { return w->cfg; }
-struct sf_db *sf_worker_dbh(sf_worker *w) { return w->db; }
+/* The connection of an own-thread task, on that thread (see sf_worker_task). */
+static _Thread_local sf_db *tls_task_db;
+
+struct sf_db *sf_worker_dbh(sf_worker *w) { return tls_task_db ? tls_task_db : w->db; }
 struct sf_kafka_producer *sf_worker_producer(sf_worker *w) { return w->prod; }
 const char *sf_worker_topic_prefix(const sf_worker *w) { return w->prefix; }
 const char *sf_worker_name(const sf_worker *w) { return w->def->name; }
@@ -779,6 +784,73 @@ typedef struct task_state {
     int64_t interval_ms;
 } task_state;
 
+/* ---- own-thread tasks ---- */
+
+typedef struct task_thread {
+    sf_worker *w;
+    const sf_worker_task *t;
+    int64_t interval_ms;
+    pthread_t tid;
+} task_thread;
+
+/* Sleep up to ms, waking early when the worker stops. */
+static void task_sleep(sf_worker *w, int64_t ms)
+{
+    int64_t end = sf_now_mono_ms() + ms;
+
+    while (!stopping(w)) {
+        int64_t left = end - sf_now_mono_ms();
+
+        if (left <= 0)
+            break;
+        (void)poll(NULL, 0, (int)(left < 50 ? left : 50));
+    }
+}
+
+static void *task_thread_main(void *arg)
+{
+    task_thread *tt = arg;
+    sf_worker *w = tt->w;
+    sf_db *db = NULL;
+    sf_db_opts o;
+    int64_t fail_wait = 0;
+
+    memset(&o, 0, sizeof(o));
+    o.application_name = w->def->name;
+    while (!stopping(w) && db == NULL) {
+        sf_error e;
+
+        sf_error_clear(&e);
+        if ((db = sf_db_open_opts(sf_config_str(w->cfg, "SCMFLOW_DATABASE_URL"), &o, &e)) == NULL) {
+            sf_log_warn("task %s: could not connect to the database: %s", tt->t->name, e.msg);
+            task_sleep(w, 1000);
+        }
+    }
+    tls_task_db = db;
+    while (!stopping(w)) {
+        sf_error e;
+        int64_t wait = tt->interval_ms;
+
+        sf_error_clear(&e);
+        if (tt->t->fn(w, w->ud, &e) < 0) {
+            /* back off while it keeps failing (a database outage would
+             * otherwise log a warning every interval) */
+            fail_wait = fail_wait ? (fail_wait * 2 > 5000 ? 5000 : fail_wait * 2) : 250;
+            if (wait < fail_wait)
+                wait = fail_wait;
+            sf_log_warn("task %s failed: %s (next attempt in %lld ms)", tt->t->name, e.msg,
+                        (long long)wait);
+        } else {
+            fail_wait = 0;
+        }
+        task_sleep(w, wait);
+    }
+    sf_log_ctx_clear();
+    tls_task_db = NULL;
+    sf_db_close(db);
+    return NULL;
+}
+
 static void run_tasks(sf_worker *w, task_state *ts)
 {
     int64_t now = sf_now_mono_ms();
@@ -788,7 +860,7 @@ static void run_tasks(sf_worker *w, task_state *ts)
         sf_error e;
         bool fire = true;
 
-        if (now < ts[i].next_ms)
+        if (t->own_thread || now < ts[i].next_ms)
             continue;
         sf_error_clear(&e);
         if (t->once_across_replicas) {
@@ -1054,6 +1126,8 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
     size_t nall = 0;
     item *items = NULL;
     task_state *ts = NULL;
+    task_thread *tth = NULL;
+    size_t ntth = 0;
     bool inited = false;
     sf_log_level lvl = SF_LOG_INFO;
     sf_log_format fmt = SF_LOG_JSON;
@@ -1219,7 +1293,8 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
 #endif
     items = calloc(batch_max, sizeof(*items));
     ts = calloc(def->ntasks + 1, sizeof(*ts));
-    if (!items || !ts)
+    tth = calloc(def->ntasks + 1, sizeof(*tth));
+    if (!items || !ts || !tth)
         goto out;
     for (size_t i = 0; i < def->ntasks; i++) {
         ts[i].interval_ms = def->tasks[i].interval_ms;
@@ -1228,6 +1303,18 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
         if (ts[i].interval_ms <= 0)
             ts[i].interval_ms = 60000;
         ts[i].next_ms = 0; /* first check right away */
+        if (def->tasks[i].own_thread && !def->tasks[i].once_across_replicas) {
+            task_thread *tt = &tth[ntth];
+
+            tt->w = w;
+            tt->t = &def->tasks[i];
+            tt->interval_ms = ts[i].interval_ms;
+            if (pthread_create(&tt->tid, NULL, task_thread_main, tt) != 0) {
+                sf_log_error("task %s: could not start its thread", def->tasks[i].name);
+                goto out;
+            }
+            ntth++;
+        }
     }
     sf_log_info("worker started (instance %s, group %s, prefix %s%s)", w->instance, w->group, w->prefix,
                 w->direct ? ", DIRECT benchmark mode" : "");
@@ -1323,6 +1410,12 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
             w->stop = true;
         }
     }
+    /* Own-thread tasks finish their round first: what they wrote to the
+     * outbox is drained below. */
+    w->stop = true;
+    for (size_t i = 0; i < ntth; i++)
+        pthread_join(tth[i].tid, NULL);
+    ntth = 0;
     /* Drain the outbox before leaving (bounded). */
     if (w->relay && !w->direct) {
         int64_t end = sf_now_mono_ms() + 10000;
@@ -1339,6 +1432,10 @@ int sf_worker_main(int argc, char **argv, const sf_worker_def *def)
     sf_log_info("worker stopping (%" PRId64 " message(s) consumed, %" PRIu64 " event(s) published)", w->consumed,
                 sf_relay_sent_total(w->relay));
 out:
+    w->stop = true;
+    for (size_t i = 0; i < ntth; i++)
+        pthread_join(tth[i].tid, NULL);
+    free(tth);
     if (inited && def->fini)
         def->fini(w, w->ud);
 #ifdef HAVE_HTTP

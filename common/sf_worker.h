@@ -75,6 +75,15 @@ typedef struct sf_worker_task {
     const char *interval_setting;/* nullable: DURATION setting overriding interval_ms */
     bool once_across_replicas;   /* fire through sf_db_schedule_due (one replica per
                                     interval); false = every replica, local clock */
+    bool own_thread;             /* run on a thread of its own, every interval, with
+                                    its own database connection: on that thread
+                                    sf_worker_dbh() returns it. For a task that would
+                                    otherwise hold up consumption (the submitter's
+                                    SCM calls). Not with once_across_replicas; its
+                                    work does not count against --exit-on-idle. A
+                                    task that wrote outbox rows calls
+                                    sf_worker_kick_relay(). The thread is joined
+                                    before the outbox is drained at stop. */
 } sf_worker_task;
 
 typedef struct sf_worker_def {

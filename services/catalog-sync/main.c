@@ -42,8 +42,8 @@ static const char *const topics[] = {SF_TOPIC_CATALOG_COMMANDS, NULL};
 
 static const sf_worker_task tasks[] = {
     {"catalog.sync_schedule", 7LL * 24 * 3600 * 1000, cs_task_schedule_sync,
-     "SCMFLOW_CATALOG_SYNC_INTERVAL", true},
-    {"catalog.jobs", 1000, cs_task_run_jobs, "SCMFLOW_CATALOG_JOB_POLL", false},
+     "SCMFLOW_CATALOG_SYNC_INTERVAL", true, false},
+    {"catalog.jobs", 1000, cs_task_run_jobs, "SCMFLOW_CATALOG_JOB_POLL", false, false},
 };
 
 static int init(sf_worker *w, void **ud, sf_error *err)

@@ -58,7 +58,9 @@ static const sf_cfg_def settings[] = {
 static const char *const topics[] = {SF_TOPIC_ORDER_COMMANDS, NULL};
 
 static const sf_worker_task tasks[] = {
-    {"submit.run", 50, os_task_submit, "SCMFLOW_SUBMIT_POLL", false},
+    /* its own thread: enrolling (key generation, SCM calls) must not hold
+     * up taking in commands, nor the other way round */
+    {"submit.run", 50, os_task_submit, "SCMFLOW_SUBMIT_POLL", false, true},
 };
 
 typedef struct os_client {

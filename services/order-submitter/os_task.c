@@ -1445,6 +1445,8 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
         }
         if (record_round(r, w, ops, n, err) < 0)
             rc = -1;
+        else
+            sf_worker_kick_relay(w); /* events in the outbox */
         for (int i = 0; i < n; i++)
             op_release(&ops[i]);
         if (rc < 0 || n < max)

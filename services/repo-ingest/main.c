@@ -32,7 +32,7 @@ static const char *const topics[] = {SF_TOPIC_CERTS_COLLECTED, NULL};
 static int task_retry(sf_worker *w, void *ud, sf_error *err);
 
 static const sf_worker_task tasks[] = {
-    {"ingest.retry", 10000, task_retry, "SCMFLOW_INGEST_RETRY_INTERVAL", false},
+    {"ingest.retry", 10000, task_retry, "SCMFLOW_INGEST_RETRY_INTERVAL", false, false},
 };
 
 struct ri_runner {

@@ -54,8 +54,8 @@ static const char *const topics[] = {SF_TOPIC_STATUS_COMMANDS, NULL};
 static int task_daily(sf_worker *w, void *ud, sf_error *err);
 
 static const sf_worker_task tasks[] = {
-    {"status.daily", 86400000, task_daily, "SCMFLOW_STATUS_POLL_INTERVAL", true},
-    {"status.poll", 200, sp_task_poll, "SCMFLOW_STATUS_TICK", false},
+    {"status.daily", 86400000, task_daily, "SCMFLOW_STATUS_POLL_INTERVAL", true, false},
+    {"status.poll", 200, sp_task_poll, "SCMFLOW_STATUS_TICK", false, false},
 };
 
 typedef struct sp_client {

@@ -68,6 +68,12 @@ run_case() {
     for p in "${pids[@]}"; do kill -TERM "$p"; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     RATE=$(python3 -c "print('%.1f' % ($n / ($last - $t0)))")
+    # where the time went: commands taken in (created_at) vs enrolled
+    # (submitted_at), both relative to the publish start
+    ot_sql "select 'stages: accepted in ' || round((extract(epoch from max(created_at)) - $t0)::numeric, 2)
+            || ' s, submitted in ' || round((extract(epoch from max(submitted_at)) - $t0)::numeric, 2)
+            || ' s, first submitted after ' || round((extract(epoch from min(submitted_at)) - $t0)::numeric, 2) || ' s'
+            from orders where id like '$name-%' and id <> '$name-warm'" >&2
 }
 
 row() { # LABEL RATE RAW1 RAW2

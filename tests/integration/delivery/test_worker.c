@@ -261,7 +261,7 @@ out:
 }
 
 static const sf_worker_task test_tasks[] = {
-    {"test-tick", 3600000, test_tick, "SCMFLOW_TEST_TICK_INTERVAL", true},
+    {"test-tick", 3600000, test_tick, "SCMFLOW_TEST_TICK_INTERVAL", true, false},
 };
 
 static const char *const test_topics[] = {"test.in", NULL};

@@ -70,7 +70,12 @@ typedef struct sf_db_opts {
     int connect_timeout_ms;       /* one connection attempt; 0 = 5000 */
     int backoff_initial_ms;       /* first reconnect delay; 0 = 100 */
     int backoff_max_ms;           /* cap of the doubling delay (+-25% jitter); 0 = 5000 */
+    bool no_prepare;              /* never prepare statements (a pooler in transaction
+                                     mode, e.g. PgBouncer < 1.21, cannot keep them) */
 } sf_db_opts;
+
+/* Statements with parameters prepared per connection (see sf_db.c run()). */
+#define SF_DB_STMT_CACHE 128
 
 /*
  * Connect to `url` (a libpq URL or key=value string). Notices go to

@@ -827,6 +827,49 @@ static void terminate(const tdb *t, int pid)
     sf_db_close(m);
 }
 
+/* Statements with parameters are prepared once per connection: the server
+ * lists them; a schema change that alters a result type fails one call as
+ * transient (0A000) and the next prepares again; a new connection prepares
+ * again too. */
+static void test_prepared(void **state)
+{
+    tdb *t = *state;
+    sf_error err;
+    PGresult *r = NULL;
+    const char *p[1] = {"7"};
+    static const char sel[] = "SELECT * FROM prep_t WHERE a = $1::int";
+
+    ok(sf_db_exec(t->db, "CREATE TABLE prep_t (a int)", 0, NULL, NULL, &err), &err);
+    ok(sf_db_exec(t->db, "INSERT INTO prep_t VALUES ($1::int)", 1, p, NULL, &err), &err);
+    for (int i = 0; i < 10; i++) { /* past the server's 5 custom plans */
+        ok(sf_db_exec(t->db, sel, 1, p, &r, &err), &err);
+        assert_int_equal(PQntuples(r), 1);
+        assert_int_equal(PQnfields(r), 1);
+        PQclear(r);
+        r = NULL;
+    }
+    assert_int_equal(q_i64(t->db, "SELECT count(*) FROM pg_prepared_statements"
+                                  " WHERE statement = 'SELECT * FROM prep_t WHERE a = $1::int'"), 1);
+
+    ok(sf_db_exec(t->db, "ALTER TABLE prep_t ADD COLUMN b int", 0, NULL, NULL, &err), &err);
+    sf_error_clear(&err);
+    assert_int_equal(sf_db_exec(t->db, sel, 1, p, &r, &err), -1);
+    assert_int_equal(err.cls, SF_ERR_TRANSIENT);
+    assert_string_equal(sf_db_last_sqlstate(t->db), "0A000");
+    ok(sf_db_exec(t->db, sel, 1, p, &r, &err), &err);
+    assert_int_equal(PQnfields(r), 2);
+    PQclear(r);
+    r = NULL;
+
+    terminate(t, sf_db_backend_pid(t->db));
+    (void)sf_db_exec(t->db, "SELECT 1", 0, NULL, NULL, &err); /* finds the connection gone */
+    ok(sf_db_exec(t->db, sel, 1, p, &r, &err), &err);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    assert_int_equal(q_i64(t->db, "SELECT count(*) FROM pg_prepared_statements"
+                                  " WHERE statement = 'SELECT * FROM prep_t WHERE a = $1::int'"), 1);
+}
+
 static void test_reconnect(void **state)
 {
     tdb *t = *state;
@@ -998,6 +1041,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_throughput, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_schedule_race, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_schedule_persisted, tdb_setup, tdb_teardown),
+        cmocka_unit_test_setup_teardown(test_prepared, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_notify_reconnect, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_backoff, tdb_setup, tdb_teardown),

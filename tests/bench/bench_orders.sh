@@ -13,7 +13,7 @@
 OT_NAME=benchorders
 . "$SCMFLOW_SOURCE_DIR/tests/integration/order/lib.sh"
 ot_setup
-export SCMFLOW_LOG_LEVEL=warn SCMFLOW_SUBMIT_POLL=5ms SCMFLOW_SUBMIT_BATCH=${SCMFLOW_SUBMIT_BATCH:-100}
+export SCMFLOW_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} SCMFLOW_SUBMIT_POLL=5ms SCMFLOW_SUBMIT_BATCH=${SCMFLOW_SUBMIT_BATCH:-100}
 ot_sim
 ot_ready
 EC_N=${BENCH_EC_ORDERS:-2000}
@@ -67,6 +67,10 @@ run_case() {
     local last; last=$(ot_sql "select extract(epoch from max(submitted_at)) from orders where id like '$name-%' and id <> '$name-warm'")
     for p in "${pids[@]}"; do kill -TERM "$p"; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    # BENCH_LOG_LEVEL=info: the submitter's own account of its rounds
+    for r in $(seq 1 "$reps"); do
+        grep -o 'ran [0-9]* SCM operation.*' "$OT_DIR/$name-$r.log" | tail -3 | sed "s/^/   $name-$r: /" >&2
+    done
     RATE=$(python3 -c "print('%.1f' % ($n / ($last - $t0)))")
     # where the time went: commands taken in (created_at) vs enrolled
     # (submitted_at), both relative to the publish start

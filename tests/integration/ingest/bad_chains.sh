@@ -57,7 +57,15 @@ for k in "${!CASE[@]}"; do
     pt_wait_sql 60 "select state from collected_chains where order_id='b-$k'" rejected
     [ "$(pt_sql "select needs_attention from orders where id='b-$k'")" = t ] || pt_fail "$k: order not flagged"
 done
-pt_events "$PT_DIR/events.jsonl"
+# the relay publishes after the commit: wait for the events, not one read
+n_rej() {
+    pt_events "$PT_DIR/events.jsonl"
+    jq -r 'select(.type=="certificate.rejected") | .data.order_id' "$PT_DIR/events.jsonl" | sort -u | grep -c '^b-'
+}
+for _ in $(seq 1 150); do
+    [ "$(n_rej)" -ge "${#CASE[@]}" ] && break
+    sleep 0.2
+done
 for k in "${!CASE[@]}"; do
     code=$(jq -r "select(.type==\"certificate.rejected\" and .data.order_id==\"b-$k\") | .data.error.code" "$PT_DIR/events.jsonl")
     [ -n "$code" ] || pt_fail "no certificate.rejected for $k"

@@ -48,7 +48,12 @@ done
 per=$(pt_sim_get "requests?summary=1" | jq '[.by_path | to_entries[] | select(.key|test("^GET /api/ssl/v1/[0-9]+$")) | .value] | max')
 [ "$per" = 3 ] || pt_fail "details calls per order: max $per, want 3"
 
-pt_events "$PT_DIR/events.jsonl"
+# the relay publishes after the commit: wait for the events, not one read
+for _ in $(seq 1 150); do
+    pt_events "$PT_DIR/events.jsonl"
+    [ "$(jq -r 'select(.type=="order.issued") | .data.order_id' "$PT_DIR/events.jsonl" | sort -u | wc -l)" -ge "$n" ] && break
+    sleep 0.2
+done
 for t in order.status_changed certificate.stored order.issued; do
     c=$(jq -r "select(.type==\"$t\") | .data.order_id" "$PT_DIR/events.jsonl" | sort -u | wc -l)
     [ "$c" = "$n" ] || pt_fail "$t for $c orders, want $n"

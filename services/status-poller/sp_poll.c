@@ -289,6 +289,20 @@ fail:
     }
 }
 
+/* Check a claimed round with SCM: one batch per account. */
+static void check_round(sp_runner *r, item *items, size_t n)
+{
+    qsort(items, n, sizeof(*items), cmp_account);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+
+        while (j < n && strcmp(items[j].account, items[i].account) == 0)
+            j++;
+        run_group(r, &items[i], j - i);
+        i = j;
+    }
+}
+
 /* ---- record ----
  *
  * Recording is planned per order in memory (plan_one: no I/O), then applied
@@ -773,15 +787,7 @@ static int task_poll_serial(sf_worker *w, sp_runner *r, sf_error *err)
         sf_failpoint("poller.after_claim");
         t_claim += sf_now_mono_ms() - t;
         t = sf_now_mono_ms();
-        qsort(items, n, sizeof(*items), cmp_account);
-        for (size_t i = 0; i < n;) {
-            size_t j = i + 1;
-
-            while (j < n && strcmp(items[j].account, items[i].account) == 0)
-                j++;
-            run_group(r, &items[i], j - i);
-            i = j;
-        }
+        check_round(r, items, n);
         t_scm += sf_now_mono_ms() - t;
         t = sf_now_mono_ms();
         rc = record_all(r, sf_worker_dbh(w), items, n, err);
@@ -1060,15 +1066,7 @@ static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
         c.finished = true;
     do {
         t = sf_now_mono_ms();
-        qsort(items, n, sizeof(*items), cmp_account);
-        for (size_t i = 0; i < n;) {
-            size_t j = i + 1;
-
-            while (j < n && strcmp(items[j].account, items[i].account) == 0)
-                j++;
-            run_group(r, &items[i], j - i);
-            i = j;
-        }
+        check_round(r, items, n);
         t_scm += sf_now_mono_ms() - t;
         t = sf_now_mono_ms();
         total += n;

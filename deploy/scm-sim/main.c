@@ -213,6 +213,7 @@ static int kind_parse(const cJSON *k)
     static const struct { const char *n; int k; } t[] = {
         {"500", SIM_FK_500}, {"503", SIM_FK_503}, {"429", SIM_FK_429}, {"reset", SIM_FK_RESET},
         {"hang", SIM_FK_HANG}, {"timeout_after_commit", SIM_FK_TAC}, {"pending", SIM_FK_PENDING},
+        {"delay", SIM_FK_DELAY},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(buf, t[i].n) == 0)
@@ -257,7 +258,7 @@ int faults_set(const cJSON *j, char *err, size_t errlen)
                          ? (long)hm->valuedouble : 30000;
         if (!x->path_prefix || x->kind < 0 || x->error_rate < 0 || x->error_rate > 1) {
             snprintf(err, errlen, "rule %d: needs path_prefix, a known kind (500|503|429|reset|hang|"
-                     "timeout_after_commit|pending) and error_rate in 0..1 or count", i - 1);
+                     "timeout_after_commit|pending|delay) and error_rate in 0..1 or count", i - 1);
             for (int k = 0; k < i; k++)
                 free(nr[k].path_prefix);
             free(nr);
@@ -468,11 +469,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
     }
     static const char *const fk_names[] = {"", "500", "503", "429", "reset", "hang",
-                                           "timeout_after_commit", "pending"};
+                                           "timeout_after_commit", "pending", "delay"};
     pthread_mutex_unlock(&g_sim.mu);
 
     if (lat > 0)
         sleep_ms_interruptible(lat);
+    /* delay: SCM acting on a request long after it arrived (a sender that
+     * timed out or died meanwhile does not stop it) */
+    if (fault_kind == SIM_FK_DELAY) {
+        sleep_ms_interruptible(hang_ms);
+        fault_kind = 0;
+    }
 
     if (limited) {
         resp_error(&resp, 429, -1, "Too many requests");

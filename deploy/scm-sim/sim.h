@@ -137,7 +137,8 @@ typedef struct sim_fault_rule {
     long hang_ms;
 } sim_fault_rule;
 
-enum { SIM_FK_500 = 1, SIM_FK_503, SIM_FK_429, SIM_FK_RESET, SIM_FK_HANG, SIM_FK_TAC, SIM_FK_PENDING };
+enum { SIM_FK_500 = 1, SIM_FK_503, SIM_FK_429, SIM_FK_RESET, SIM_FK_HANG, SIM_FK_TAC, SIM_FK_PENDING,
+       SIM_FK_DELAY };
 enum { PEND_CODE0 = 0, PEND_1400, PEND_183, PEND_109, PEND_EMPTY200 };
 
 typedef struct sim_bucket {

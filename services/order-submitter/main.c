@@ -32,8 +32,12 @@ static const sf_cfg_def settings[] = {
      "one run of the submit task works at most this long, then lets the loop serve Kafka",
      false},
     {"SCMFLOW_SUBMIT_LEASE", SF_CFG_DURATION, "5m", 1000, 86400000, NULL,
-     "lease on a claimed operation; a dead replica's work is taken over after it (must exceed "
-     "the SCM call budget)", false},
+     "lease on a claimed operation; a dead replica's work is taken over after it (at least "
+     "3 x SCMFLOW_SCM_TIMEOUT + 1s: no SCM call may still run when it ends)", false},
+    {"SCMFLOW_SUBMIT_INFLIGHT_GRACE", SF_CFG_DURATION, "60s", 0, 86400000, NULL,
+     "how long SCM may still act on a request scmflow stopped waiting for (timeout, reset, "
+     "killed or stuck worker): only after it is such an operation reconciled",
+     false},
     {"SCMFLOW_SUBMIT_RETRY_BASE", SF_CFG_DURATION, "1s", 10, 86400000, NULL,
      "first retry delay after a transient SCM failure (doubles per attempt)", false},
     {"SCMFLOW_SUBMIT_RETRY_MAX", SF_CFG_DURATION, "5m", 10, 86400000, NULL,
@@ -172,6 +176,9 @@ static sf_scm_client *new_client(os_runner *r, const char *account, sf_error *er
     ca = os_setting_str(r, "SCMFLOW_SCM_CA_BUNDLE");
     acct.ca_bundle = ca[0] ? ca : NULL;
     acct.total_timeout_ms = (long)os_setting_ms(r, "SCMFLOW_SCM_TIMEOUT");
+    /* bounded so that a call started within the lease ends within it
+     * (os_task.c: an operation is not sent after its send-by time) */
+    acct.retry_max_total_ms = 2 * acct.total_timeout_ms;
     c = sf_scm_client_new(&acct, err);
 out:
     sf_secret_free(pw, pwlen);
@@ -187,6 +194,13 @@ static int init(sf_worker *w, void **ud, sf_error *err)
     if (r == NULL)
         return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
     r->w = w;
+    if (sf_config_duration_ms(sf_worker_config(w), "SCMFLOW_SUBMIT_LEASE") <
+        3 * sf_config_duration_ms(sf_worker_config(w), "SCMFLOW_SCM_TIMEOUT") + 1000) {
+        free(r);
+        return sf_error_field(err, "SCMFLOW_SUBMIT_LEASE",
+                              "SCMFLOW_SUBMIT_LEASE must be at least 3 x SCMFLOW_SCM_TIMEOUT + 1s "
+                              "(an SCM call with its retries must end within the lease)");
+    }
     keyfile = sf_config_str(sf_worker_config(w), "SCMFLOW_MASTER_KEY_FILE");
     if (keyfile == NULL || keyfile[0] == '\0') {
         free(r);

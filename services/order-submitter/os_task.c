@@ -16,8 +16,18 @@
  *   3. record (one transaction): results, state of the orders, events in the
  *      outbox. COMMIT.
  * A crash between 1 and 3 leaves leased rows with call_started = true: they
- * come back when the lease expires (or at once when the owner is a dead
+ * come back when the lease expires (or when the owner is found to be a dead
  * process of this host) and are reconciled. Never twice, never lost.
+ *
+ * A request SCM has received may still be acted on after its sender stopped
+ * waiting: the worker was killed with the request in flight, or it timed
+ * out. A reconcile in that window finds nothing and enrolls again: two SCM
+ * orders (seen in fault.order.kill_storm). So an operation whose call may
+ * have reached SCM is reconciled only SCMFLOW_SUBMIT_INFLIGHT_GRACE after
+ * its lease ended (lease_until is left at the end time, not NULL, for
+ * outcome unknown and for freed leases), and the holder never starts a call
+ * so late in its lease that the call (with its retries) could outlast it
+ * (op.send_by).
  */
 #include <errno.h>
 #include <poll.h>
@@ -56,6 +66,7 @@ typedef struct op {
     int64_t org_id, profile_id, term, ssl_id, attempt;
     char *renew_id;
     bool was_started;
+    int64_t send_by;      /* monotonic ms: no SCM call for this op after it */
     char *csr;            /* operation CSR (BYO or generated) */
     char *key_sealed;     /* operation key (sealed) or NULL */
     char *order_key_sealed; /* the order's current key (reissue keeping the key) */
@@ -116,8 +127,9 @@ static void free_dead_leases(os_runner *r)
         "SELECT DISTINCT lease_owner FROM scm_operations WHERE state IN ('intent', 'unknown')"
         " AND lease_until > now() AND lease_owner LIKE $1 AND lease_owner <> $2";
     static const char sql_free[] =
-        "UPDATE scm_operations SET lease_until = NULL WHERE lease_owner = $1"
-        " AND state IN ('intent', 'unknown')";
+        /* ended now, not NULL: the grace of the claim starts here */
+        "UPDATE scm_operations SET lease_until = now() WHERE lease_owner = $1"
+        " AND state IN ('intent', 'unknown') AND lease_until > now()";
     const char *me = sf_worker_instance_id(os_worker(r));
     const char *dash = strrchr(me, '-');
     char like[300];
@@ -160,7 +172,8 @@ static int claim(os_runner *r, op *ops, int max, int *n, sf_error *err)
         "WITH due AS ("
         "  SELECT s.id, s.call_started FROM scm_operations s"
         "  WHERE s.state IN ('intent', 'unknown') AND s.next_attempt_at <= now()"
-        "    AND (s.lease_until IS NULL OR s.lease_until < now())"
+        "    AND (s.lease_until IS NULL OR s.lease_until < now() - CASE WHEN s.call_started"
+        "         THEN $4::bigint * interval '1 millisecond' ELSE interval '0' END)"
         "  ORDER BY s.next_attempt_at, s.id LIMIT $2::int FOR UPDATE SKIP LOCKED)"
         " UPDATE scm_operations s SET lease_owner = $1,"
         "   lease_until = now() + $3::bigint * interval '1 millisecond',"
@@ -173,15 +186,17 @@ static int claim(os_runner *r, op *ops, int max, int *n, sf_error *err)
         "   coalesce(o.key_size, 0), coalesce(o.org_id, 0), coalesce(o.profile_id, 0),"
         "   coalesce(o.term_days, 0), coalesce(o.ssl_id, 0), o.renew_id, due.call_started,"
         "   s.csr_pem, s.private_key_sealed, s.attempt, o.private_key_sealed";
-    char maxb[16], leaseb[32];
-    const char *p[3] = {sf_worker_instance_id(os_worker(r)), maxb, leaseb};
+    char maxb[16], leaseb[32], graceb[32];
+    const char *p[4] = {sf_worker_instance_id(os_worker(r)), maxb, leaseb, graceb};
     PGresult *res = NULL;
     int k = 0;
 
     (void)sf_snprintf(maxb, sizeof(maxb), "%d", max);
     (void)sf_snprintf(leaseb, sizeof(leaseb), "%lld",
                       (long long)os_setting_ms(r, "SCMFLOW_SUBMIT_LEASE"));
-    if (sf_db_exec(sf_worker_dbh(os_worker(r)), sql, 3, p, &res, err) < 0)
+    (void)sf_snprintf(graceb, sizeof(graceb), "%lld",
+                      (long long)os_setting_ms(r, "SCMFLOW_SUBMIT_INFLIGHT_GRACE"));
+    if (sf_db_exec(sf_worker_dbh(os_worker(r)), sql, 4, p, &res, err) < 0)
         return -1;
     for (int i = 0; i < PQntuples(res) && k < max; i++, k++) {
         op *o = &ops[k];
@@ -466,7 +481,14 @@ static int claim_and_prepare(os_runner *r, op *ops, int max, int *n, sf_error *e
         }
         if (x == 0 && ns > 0) {
             const char *p[1] = {st};
+            /* the lease runs from sql_start's clock_timestamp(), after this;
+             * a call (budget 2 x timeout, the last attempt 1 x) started by
+             * send_by ends within it */
+            int64_t send_by = sf_now_mono_ms() + os_setting_ms(r, "SCMFLOW_SUBMIT_LEASE") -
+                              3 * os_setting_ms(r, "SCMFLOW_SCM_TIMEOUT");
 
+            for (int i = 0; i < k; i++)
+                ops[i].send_by = send_by;
             x = sf_db_exec(db, sql_start, 1, p, NULL, err);
         }
         if (x == 0 && no > 0) {
@@ -696,6 +718,19 @@ static int scm_status(sf_scm_client *scm, int64_t ssl_id, char **status, sf_erro
     return 0;
 }
 
+/* False when the op's lease is too far gone to start a call that could
+ * reach SCM (op.send_by): the op is given back unrun and reconciled by
+ * whoever takes it. */
+static bool may_send(op *o)
+{
+    if (sf_now_mono_ms() <= o->send_by)
+        return true;
+    sf_log_warn("%s of order %s not sent: too little of the lease left for an SCM call "
+                "(given back)", o->kind, o->order_id);
+    o->out = OUT_SKIPPED;
+    return false;
+}
+
 static void run_one(os_runner *r, op *o, sf_scm_client *own)
 {
     sf_scm_client *scm = own;
@@ -720,6 +755,8 @@ static void run_one(os_runner *r, op *o, sf_scm_client *own)
                 return;
             }
         }
+        if (!may_send(o))
+            return;
         sf_failpoint("submit.before_scm_call");
         if (do_enroll(scm, o, err) < 0)
             goto failed;
@@ -734,6 +771,8 @@ static void run_one(os_runner *r, op *o, sf_scm_client *own)
                 return;
             }
         }
+        if (!may_send(o))
+            return;
         sf_failpoint("submit.before_scm_call");
         if (sf_scm_renew_by_id(scm, o->from_ssl_id, o->csr, &o->new_ssl_id, err) < 0)
             goto failed;
@@ -765,6 +804,10 @@ static void run_one(os_runner *r, op *o, sf_scm_client *own)
             sans = names_of(o, &nsans);
             rq.sans = (const char *const *)sans;
             rq.n_sans = nsans;
+            if (!may_send(o)) {
+                names_free(sans, nsans);
+                return;
+            }
             sf_failpoint("submit.before_scm_call");
             rc = sf_scm_replace(scm, o->ssl_id, &rq, err);
             names_free(sans, nsans);
@@ -788,6 +831,8 @@ static void run_one(os_runner *r, op *o, sf_scm_client *own)
                 return;
             }
         }
+        if (!may_send(o))
+            return;
         sf_failpoint("submit.before_scm_call");
         if (sf_scm_revoke(scm, o->ssl_id, cJSON_IsNumber(rc_) ? (int)rc_->valuedouble : 0,
                           cJSON_IsString(rs) ? rs->valuestring : "revoked", err) < 0) {
@@ -1093,7 +1138,10 @@ static int record_retry(os_runner *r, op *o, bool unknown, sf_error *err)
     static const char sql[] =
         "UPDATE scm_operations SET state = $2, call_started = $3::boolean,"
         " next_attempt_at = now() + $4::bigint * interval '1 millisecond',"
-        " lease_owner = NULL, lease_until = NULL, last_error = $5::jsonb,"
+        /* outcome unknown: SCM may still act on the request; the claim's
+         * grace runs from the end of this lease */
+        " lease_owner = NULL, lease_until = CASE WHEN $2 = 'unknown' THEN now() END,"
+        " last_error = $5::jsonb,"
         " attempt = attempt + 1, updated_at = now() WHERE id = $1::bigint";
     static const char sql_attn[] =
         "UPDATE orders SET needs_attention = true, attention_reason = $2, updated_at = now()"
@@ -1353,15 +1401,18 @@ static void par_join(par_run *pr)
 
 /* Leases this instance may still hold for rounds it could not record (the
  * database went away): taken back at the next round, so those operations
- * are reconciled at once instead of after SCMFLOW_SUBMIT_LEASE. Only the
+ * are reconciled after SCMFLOW_SUBMIT_INFLIGHT_GRACE instead of after
+ * SCMFLOW_SUBMIT_LEASE plus the grace. Only the
  * task thread touches it, and no round is in flight between task calls. */
 static bool own_leases_orphaned;
 
 static void free_own_leases(os_runner *r)
 {
     static const char sql[] =
-        "UPDATE scm_operations SET lease_until = NULL WHERE lease_owner = $1"
-        " AND state IN ('intent', 'unknown') AND lease_until IS NOT NULL";
+        /* ended now (not NULL): a call of such a round may have timed out
+         * with SCM still acting on it; the claim's grace runs from here */
+        "UPDATE scm_operations SET lease_until = now() WHERE lease_owner = $1"
+        " AND state IN ('intent', 'unknown') AND lease_until > now()";
     const char *p[1] = {sf_worker_instance_id(os_worker(r))};
     PGresult *res = NULL;
 

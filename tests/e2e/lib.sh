@@ -103,6 +103,9 @@ e2e_setup() {
     export SCMFLOW_STATUS_LADDER=${SCMFLOW_STATUS_LADDER:-300ms,500ms,1s,2s,3s}
     export SCMFLOW_STATUS_TICK=100ms
     export SCMFLOW_SCM_TIMEOUT=${SCMFLOW_SCM_TIMEOUT:-5s}
+    # an enroll cut off by the SCM outage is reconciled this long after
+    # (scm-sim acts on a request within its latency: 5 s is ample)
+    export SCMFLOW_SUBMIT_INFLIGHT_GRACE=${SCMFLOW_SUBMIT_INFLIGHT_GRACE:-5s}
     export SCMCTL_TIMEOUT=${SCMCTL_TIMEOUT:-90s}
 }
 

@@ -74,3 +74,39 @@ grep -q "recorded a round of 1 operation(s) after [1-9][0-9]* failed attempt" "$
 n=$(ot_sim_get enrollments | jq '[.enrollments[] | select(.commonName=="d1.scmflow.test")] | length')
 [ "$n" = 1 ] || ot_fail "D1: $n SCM enrollments"
 ot_ok "database connection lost during an enroll ($nt connection(s) terminated): result kept and recorded ${dt} ms later, one SCM order"
+
+# SCM acts on a request after its sender stopped waiting. The `delay` fault
+# holds the enroll 3.5 s before scm-sim places the order; a reconcile inside
+# that window finds nothing and would enroll a second time (seen once in
+# fault.order.kill_storm). Reconciling waits SCMFLOW_SUBMIT_INFLIGHT_GRACE
+# (5 s here) after the lease of the call ended.
+# (1) the client times out (2 s) first: outcome unknown
+ot_sim_post faults '{"rules":[{"path_prefix":"/api/ssl/v1/enroll","method":"POST","count":1,"kind":"delay","hang_ms":3500}]}' ||
+    ot_fail "set fault"
+ot_publish scmflow.order.enroll G1 "$(ot_enroll_json G1 g1.scmflow.test)" >/dev/null
+check_one G1 g1.scmflow.test
+ot_ok "SCM placed the order 1.5 s after the client timed out: reconciled after the grace, one SCM order"
+kill -TERM "$OT_LAST_PID"; wait "$OT_LAST_PID" 2>/dev/null
+# (2) the worker is SIGKILLed with the request in flight and restarted at
+# once (its dead lease is taken back at the restart)
+ot_submitter inflight
+pid=$OT_LAST_PID
+ot_sim_post faults '{"rules":[{"path_prefix":"/api/ssl/v1/enroll","method":"POST","count":1,"kind":"delay","hang_ms":3000}]}' ||
+    ot_fail "set fault"
+ot_publish scmflow.order.enroll G2 "$(ot_enroll_json G2 g2.scmflow.test)" >/dev/null
+ot_wait_sql 30 "select state from orders where id='G2'" submitting || ot_fail "G2 never submitting"
+sleep 0.5
+kill -KILL "$pid"; wait "$pid" 2>/dev/null
+ot_submitter inflight-restart
+check_one G2 g2.scmflow.test
+grep -q "reconciled enroll of order G2: SCM has it" "$OT_DIR/inflight-restart.log" ||
+    ot_fail "G2 was not reconciled by the restarted worker"
+ot_ok "SIGKILL with an enroll in flight: reconciled after the grace, one SCM order"
+curl -fsS -X DELETE "$OT_SIM_ADMIN/faults" >/dev/null
+
+# a lease that an SCM call with its retries could outlast is refused at start
+if SCMFLOW_SUBMIT_LEASE=5s "$ORDER_SUBMITTER" > "$OT_DIR/badlease.out" 2>&1; then
+    ot_fail "order-submitter started with SCMFLOW_SUBMIT_LEASE=5s and SCMFLOW_SCM_TIMEOUT=2s"
+fi
+grep -q "SCMFLOW_SUBMIT_LEASE" "$OT_DIR/badlease.out" || ot_fail "the error does not name SCMFLOW_SUBMIT_LEASE: $(cat "$OT_DIR/badlease.out")"
+ot_ok "a lease shorter than 3 x SCMFLOW_SCM_TIMEOUT + 1s is refused, naming the setting"

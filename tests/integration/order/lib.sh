@@ -55,6 +55,9 @@ ot_setup() {
     export SCMFLOW_SUBMIT_POLL=20ms SCMFLOW_SUBMIT_FIRST_CHECK=2s
     export SCMFLOW_SUBMIT_RETRY_BASE=200ms SCMFLOW_SUBMIT_RETRY_MAX=2s
     export SCMFLOW_SCM_TIMEOUT=${SCMFLOW_SCM_TIMEOUT:-3s} SCMFLOW_SUBMIT_LEASE=${SCMFLOW_SUBMIT_LEASE:-20s}
+    # scm-sim acts on a request within its configured latency (tests keep
+    # it below 1 s) or a fault's hang_ms (fault.sh: at most 4 s)
+    export SCMFLOW_SUBMIT_INFLIGHT_GRACE=${SCMFLOW_SUBMIT_INFLIGHT_GRACE:-5s}
     export SCMCTL_TIMEOUT=${SCMCTL_TIMEOUT:-60s}
     # a group of its own: a killed member of an earlier run must not delay
     # this test's rebalance

@@ -1178,6 +1178,101 @@ int sf_db_outbox_add(sf_db *db, const char *topic, const char *key, const void *
     return rc;
 }
 
+/* Append v as an element of a PostgreSQL array literal ("..." with " and
+ * backslash escaped; NULL unquoted). */
+static int array_elem(sf_buf *b, const char *v, bool first)
+{
+    const char *p = v;
+
+    if (!first && sf_buf_appendc(b, ',') < 0)
+        return -1;
+    if (v == NULL)
+        return sf_buf_append(b, "NULL", 4);
+    if (sf_buf_appendc(b, '"') < 0)
+        return -1;
+    while (*p) {
+        size_t span = strcspn(p, "\"\\");
+
+        if (sf_buf_append(b, p, span) < 0)
+            return -1;
+        p += span;
+        if (*p && (sf_buf_appendc(b, '\\') < 0 || sf_buf_appendc(b, *p++) < 0))
+            return -1;
+    }
+    return sf_buf_appendc(b, '"');
+}
+
+int sf_db_outbox_add_many(sf_db *db, const char *topic, size_t n, const char *const *keys,
+                          const char *const *payloads, sf_error *err)
+{
+    /* unnest keeps the order (WITH ORDINALITY + ORDER BY): ids, and so the
+     * relay's publishing order, follow the caller's order */
+    static const char sql[] =
+        "WITH ins AS (INSERT INTO outbox (topic, msg_key, payload)"
+        " SELECT $1, u.k, convert_to(u.p, 'UTF8')"
+        " FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(k, p, ord) ORDER BY u.ord"
+        " RETURNING id)"
+        " SELECT (SELECT count(*) FROM ins), pg_notify($4, '')";
+    sf_buf kb, pb;
+    PGresult *r = NULL;
+    int rc = -1;
+
+    if (n == 0)
+        return 0;
+    if (need_txn(db, "sf_db_outbox_add_many", err) < 0 ||
+        check_text(topic, "topic", true, err) < 0)
+        return -1;
+    /* a round is at most a few thousand events of a few KiB */
+    sf_buf_init(&kb, (size_t)1 << 30);
+    sf_buf_init(&pb, (size_t)1 << 30);
+    for (size_t i = 0; i < n; i++) {
+        char field[32];
+        size_t len = payloads[i] ? strlen(payloads[i]) : 0;
+
+        (void)sf_snprintf(field, sizeof(field), "payloads[%zu]", i);
+        if (payloads[i] == NULL || !sf_utf8_valid(payloads[i], len)) {
+            sf_error_field(err, field, "%s is missing or not valid UTF-8", field);
+            goto out;
+        }
+        if (len > SF_DB_MAX_BYTEA) {
+            sf_error_field(err, field, "%s is larger than %u bytes", field, SF_DB_MAX_BYTEA);
+            goto out;
+        }
+        (void)sf_snprintf(field, sizeof(field), "keys[%zu]", i);
+        if (check_text(keys ? keys[i] : NULL, field, false, err) < 0)
+            goto out;
+        if ((i == 0 && (sf_buf_appendc(&kb, '{') < 0 || sf_buf_appendc(&pb, '{') < 0)) ||
+            array_elem(&kb, keys ? keys[i] : NULL, i == 0) < 0 ||
+            array_elem(&pb, payloads[i], i == 0) < 0) {
+            sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+            goto out;
+        }
+    }
+    if (sf_buf_appendc(&kb, '}') < 0 || sf_buf_appendc(&pb, '}') < 0) {
+        sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+        goto out;
+    }
+    {
+        const char *params[4] = {topic, kb.data, pb.data, SF_DB_OUTBOX_CHANNEL};
+        int64_t got = -1;
+
+        if (sf_db_exec(db, sql, 4, params, &r, err) < 0)
+            goto out;
+        if (PQntuples(r) != 1 || sf_str_to_i64(PQgetvalue(r, 0, 0), 0, INT64_MAX, &got) < 0 ||
+            (size_t)got != n) {
+            sf_error_set(err, SF_ERR_INTERNAL, 0, "outbox insert of %zu rows stored %lld", n,
+                         (long long)got);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    PQclear(r);
+    sf_buf_release(&kb);
+    sf_buf_release(&pb);
+    return rc;
+}
+
 void sf_db_outbox_rows_free(sf_outbox_row *rows, size_t n)
 {
     size_t i;

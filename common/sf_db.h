@@ -243,6 +243,16 @@ int sf_db_inbox_cleanup(sf_db *db, int64_t older_than_ms, int64_t *deleted, sf_e
 int sf_db_outbox_add(sf_db *db, const char *topic, const char *key, const void *payload,
                      size_t len, sf_error *err);
 
+/*
+ * Queue n text messages (events: JSON) for one topic in one statement, in
+ * order: a round of results costs one round trip instead of n. keys[i] may
+ * be NULL; payloads[i] must be valid UTF-8 without NUL (SF_ERR_INVALID
+ * naming "payloads[i]" otherwise; nothing is queued then). Same transaction
+ * rule and notification as sf_db_outbox_add. n = 0 does nothing.
+ */
+int sf_db_outbox_add_many(sf_db *db, const char *topic, size_t n, const char *const *keys,
+                          const char *const *payloads, sf_error *err);
+
 /* One fetch returns at most this many payload bytes in total (but always
  * at least one row). */
 #define SF_DB_OUTBOX_FETCH_BYTES (16u * 1024u * 1024u)

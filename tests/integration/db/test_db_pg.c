@@ -535,6 +535,50 @@ static void test_throughput(void **state)
 
 /* ---- outbox ---- *//* ---- outbox ---- */
 
+/* sf_db_outbox_add_many: order kept, keys (NULL too), payloads with the
+ * characters an array literal must escape, one notification, nothing queued
+ * when one payload is bad. */
+static void test_outbox_many(void **state)
+{
+    tdb *t = *state;
+    sf_db *listener = open_db(t);
+    const char *keys[4] = {"o-1", NULL, "o-\"3\"", "o,4"};
+    const char *pay[4] = {"{\"a\":\"x\\\"y\"}", "back\\slash", "NULL", "{ , }"};
+    const char *bad[2] = {"ok", "\xff\xfe"};
+    sf_outbox_row *rows = NULL;
+    size_t n = 0;
+    int64_t backlog = -1;
+    sf_error err;
+
+    ok(sf_db_listen(listener, SF_DB_OUTBOX_CHANNEL, &err), &err);
+    assert_int_equal(sf_db_outbox_add_many(t->db, "scm.events", 4, keys, pay, &err), -1);
+    ok(sf_db_begin(t->db, &err), &err);
+    ok(sf_db_outbox_add_many(t->db, "scm.events", 0, NULL, NULL, &err), &err);
+    ok(sf_db_outbox_add_many(t->db, "scm.events", 4, keys, pay, &err), &err);
+    assert_int_equal(sf_db_outbox_add_many(t->db, "scm.events", 2, NULL, bad, &err), -1);
+    assert_string_equal(err.field, "payloads[1]");
+    ok(sf_db_commit(t->db, &err), &err);
+    assert_int_equal(sf_db_wait_notify(listener, 5000, &err), 1);
+    ok(sf_db_outbox_backlog(t->db, &backlog, &err), &err);
+    assert_int_equal(backlog, 4);
+    ok(sf_db_outbox_fetch(t->db, 10, &rows, &n, &err), &err);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(rows[i].topic, "scm.events");
+        if (keys[i] == NULL)
+            assert_null(rows[i].key);
+        else
+            assert_string_equal(rows[i].key, keys[i]);
+        assert_int_equal(rows[i].len, strlen(pay[i]));
+        assert_memory_equal(rows[i].payload, pay[i], rows[i].len);
+        if (i > 0)
+            assert_true(rows[i].id > rows[i - 1].id);
+    }
+    sf_db_outbox_rows_free(rows, n);
+    ok(sf_db_rollback(t->db, &err), &err);
+    sf_db_close(listener);
+}
+
 static void test_outbox(void **state)
 {
     tdb *t = *state;
@@ -1038,6 +1082,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_inbox, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_inbox_concurrent, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_outbox, tdb_setup, tdb_teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_many, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_throughput, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_schedule_race, tdb_setup, tdb_teardown),
         cmocka_unit_test_setup_teardown(test_schedule_persisted, tdb_setup, tdb_teardown),

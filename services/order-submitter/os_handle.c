@@ -178,21 +178,31 @@ static int seal_kspw(os_runner *r, const char *plain, const char *order_id, char
 
 static int handle_enroll(sf_worker_ctx *ctx, os_runner *r, const sf_event *ev, sf_error *err)
 {
+    /* one round trip: the order (locked) if it exists, and whether an order
+     * of that id was deleted; always one row */
     static const char sql_existing[] =
-        "SELECT state, ssl_id, scm_status, last_error::text FROM orders WHERE id = $1 FOR UPDATE";
-    static const char sql_deleted[] = "SELECT 1 FROM deleted_orders WHERE order_id = $1";
-    static const char sql_insert[] =
-        "INSERT INTO orders (id, account, origin, command_id, state, common_name, sans, org_id,"
-        " profile_id, term_days, key_algorithm, key_size, keystore_type, keystore_password_sealed,"
-        " csr_pem, byo_csr, comments, external_requesters, custom_fields, correlation_ref,"
-        " last_error)"
-        " VALUES ($1, $2, 'enroll', $3, $4, $5,"
-        " ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7::bigint, $8::bigint, $9::int,"
-        " $10, $11::int, $12, $13, $14, $15::boolean, $16,"
-        " ARRAY(SELECT jsonb_array_elements_text($17::jsonb)), $18::jsonb, $19, $20::jsonb)";
-    static const char sql_op[] =
-        "INSERT INTO scm_operations (order_id, command_id, kind, state, correlation_ref, request,"
-        " csr_pem) VALUES ($1, $2, 'enroll', 'intent', $3, $4::jsonb, $5)";
+        "SELECT o.state, o.ssl_id, o.scm_status, o.last_error,"
+        " EXISTS (SELECT 1 FROM deleted_orders WHERE order_id = $1)"
+        " FROM (SELECT 1) AS one LEFT JOIN LATERAL (SELECT state, ssl_id, scm_status,"
+        " last_error::text FROM orders WHERE id = $1 FOR UPDATE) o ON true";
+#define OS_ORDER_INSERT \
+        "INSERT INTO orders (id, account, origin, command_id, state, common_name, sans, org_id," \
+        " profile_id, term_days, key_algorithm, key_size, keystore_type, keystore_password_sealed," \
+        " csr_pem, byo_csr, comments, external_requesters, custom_fields, correlation_ref," \
+        " last_error)" \
+        " VALUES ($1, $2, 'enroll', $3, $4, $5," \
+        " ARRAY(SELECT jsonb_array_elements_text($6::jsonb)), $7::bigint, $8::bigint, $9::int," \
+        " $10, $11::int, $12, $13, $14, $15::boolean, $16," \
+        " ARRAY(SELECT jsonb_array_elements_text($17::jsonb)), $18::jsonb, $19, $20::jsonb)"
+    static const char sql_insert[] = OS_ORDER_INSERT;
+    /* an accepted order and its intent in one round trip: committed with
+     * the order, before any SCM call; $21 = the intent's request */
+    static const char sql_insert_op[] =
+        "WITH ord AS (" OS_ORDER_INSERT " RETURNING id, command_id, correlation_ref, csr_pem)"
+        " INSERT INTO scm_operations (order_id, command_id, kind, state, correlation_ref, request,"
+        " csr_pem) SELECT id, command_id, 'enroll', 'intent', correlation_ref, $21::jsonb, csr_pem"
+        " FROM ord";
+#undef OS_ORDER_INSERT
     sf_cmd_enroll e = {0};
     sf_db *db = sf_worker_db(ctx);
     const char *corr = sf_event_id(ev), *order_id;
@@ -220,7 +230,11 @@ static int handle_enroll(sf_worker_ctx *ctx, os_runner *r, const sf_event *ev, s
 
         if (sf_db_exec(db, sql_existing, 1, p, &res, err) < 0)
             goto out;
-        if (PQntuples(res) == 1) {
+        if (PQntuples(res) != 1 || PQnfields(res) != 5) {
+            sf_error_set(err, SF_ERR_INTERNAL, 0, "order lookup returned %d rows", PQntuples(res));
+            goto out;
+        }
+        if (!PQgetisnull(res, 0, 0)) {
             if (strcmp(PQgetvalue(res, 0, 0), "rejected") != 0) {
                 sf_log_info("enroll of existing order %s: answering with its state %s", order_id,
                             PQgetvalue(res, 0, 0));
@@ -231,11 +245,7 @@ static int handle_enroll(sf_worker_ctx *ctx, os_runner *r, const sf_event *ev, s
             if (sf_db_exec(db, "DELETE FROM orders WHERE id = $1", 1, p, NULL, err) < 0)
                 goto out;
         }
-        PQclear(res);
-        res = NULL;
-        if (sf_db_exec(db, sql_deleted, 1, p, &res, err) < 0)
-            goto out;
-        if (PQntuples(res) > 0) {
+        if (strcmp(PQgetvalue(res, 0, 4), "t") == 0) {
             rc = emit_rejected(ctx, order_id, "enroll", "order_deleted", "data.order_id",
                                "an order with this id was deleted; use a new order id", corr, err);
             goto out;
@@ -300,6 +310,15 @@ static int handle_enroll(sf_worker_ctx *ctx, os_runner *r, const sf_event *ev, s
         sf_error_set(err, SF_ERR_INTERNAL, 0, "could not make a correlation reference");
         goto out;
     }
+    if ((req = cJSON_CreateObject()) == NULL)
+        goto oom;
+    cJSON_AddStringToObject(req, "common_name", e.common_name);
+    cJSON_AddNumberToObject(req, "org_id", (double)rs.org_id);
+    cJSON_AddNumberToObject(req, "profile_id", (double)rs.profile_id);
+    cJSON_AddNumberToObject(req, "term_days", e.term_days);
+    cJSON_AddNumberToObject(req, "n_sans", (double)e.n_sans);
+    if ((req_txt = cJSON_PrintUnformatted(req)) == NULL)
+        goto oom;
     {
         cJSON *sv = strv_json(e.sans, e.n_sans), *rv = strv_json(e.external_requesters,
                                                                   e.n_external_requesters);
@@ -321,14 +340,14 @@ static int handle_enroll(sf_worker_ctx *ctx, os_runner *r, const sf_event *ev, s
         (void)sf_snprintf(termbuf, sizeof(termbuf), "%d", e.term_days);
         (void)sf_snprintf(sizebuf, sizeof(sizebuf), "%d", ci ? ci->key_size : e.key_size);
         {
-            const char *p[20] = {order_id, account, corr, "accepted", e.common_name, sans_txt,
+            const char *p[21] = {order_id, account, corr, "accepted", e.common_name, sans_txt,
                                  orgbuf, profbuf, termbuf,
                                  ci ? ci->key_alg : sf_key_alg_name(e.key_alg), sizebuf,
                                  sf_keystore_type_name(e.keystore_type), kspw_sealed,
                                  e.csr, e.csr ? "true" : "false", e.comments, rv_t, cf_txt, ref,
-                                 NULL};
-            int xr = (sans_txt && rv_t && cf_txt) ? sf_db_exec(db, sql_insert, 20, p, NULL, err)
-                                                  : -1;
+                                 NULL, req_txt};
+            int xr = (sans_txt && rv_t && cf_txt)
+                         ? sf_db_exec(db, sql_insert_op, 21, p, NULL, err) : -1;
 
             cJSON_Delete(sv);
             cJSON_Delete(rv);
@@ -339,22 +358,6 @@ static int handle_enroll(sf_worker_ctx *ctx, os_runner *r, const sf_event *ev, s
                 goto out;
             }
         }
-    }
-    /* the intent: committed with the order, before any SCM call */
-    if ((req = cJSON_CreateObject()) == NULL)
-        goto oom;
-    cJSON_AddStringToObject(req, "common_name", e.common_name);
-    cJSON_AddNumberToObject(req, "org_id", (double)rs.org_id);
-    cJSON_AddNumberToObject(req, "profile_id", (double)rs.profile_id);
-    cJSON_AddNumberToObject(req, "term_days", e.term_days);
-    cJSON_AddNumberToObject(req, "n_sans", (double)e.n_sans);
-    if ((req_txt = cJSON_PrintUnformatted(req)) == NULL)
-        goto oom;
-    {
-        const char *p[5] = {order_id, corr, ref, req_txt, e.csr};
-
-        if (sf_db_exec(db, sql_op, 5, p, NULL, err) < 0)
-            goto out;
     }
     if (emit_simple(ctx, SF_EV_ORDER_ACCEPTED, order_id, "enroll", account, 0, corr, err) < 0)
         goto out;

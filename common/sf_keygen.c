@@ -7,6 +7,8 @@
 #include <strings.h>
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -20,6 +22,165 @@
 #include "sf_util.h"
 
 #define KEY_PEM_MAX (64 * 1024)
+
+/* ---- EC without OpenSSL 3.0's encoders ----
+ * In OpenSSL 3.0 (Debian 12) every X509_REQ_set_pubkey and every private
+ * key PEM goes through OSSL_ENCODER_CTX_new_for_pkey, which searches all
+ * providers' encoders per call: 335 us of a 526 us CSR and 145 us per key
+ * PEM on this machine, for a 70 us P-256 key. For the named EC curves we
+ * generate, the two DER structures are written here from the key's
+ * parameters (7 us, ~10 us); tests/unit/test_keygen.c checks them byte for
+ * byte against OpenSSL's own encoding. Other keys take OpenSSL's path. */
+
+/* The curve NID of an EC key on a named curve, NID_undef otherwise. */
+static int ec_curve_nid(const EVP_PKEY *pkey)
+{
+    char name[64];
+    size_t len = 0;
+    int nid;
+
+    if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_EC ||
+        EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, name, sizeof(name),
+                                       &len) != 1)
+        return NID_undef;
+    nid = OBJ_sn2nid(name);
+    if (nid == NID_undef)
+        nid = EC_curve_nist2nid(name);
+    return nid == NID_X9_62_prime256v1 || nid == NID_secp384r1 ? nid : NID_undef;
+}
+
+/* Append a DER tag + length (content under 64 KiB). */
+static size_t der_hdr(unsigned char *p, unsigned char tag, size_t len)
+{
+    p[0] = tag;
+    if (len < 0x80) {
+        p[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len < 0x100) {
+        p[1] = 0x81;
+        p[2] = (unsigned char)len;
+        return 3;
+    }
+    p[1] = 0x82;
+    p[2] = (unsigned char)(len >> 8);
+    p[3] = (unsigned char)len;
+    return 4;
+}
+
+static size_t der_hdr_len(size_t len)
+{
+    return len < 0x80 ? 2 : len < 0x100 ? 3 : 4;
+}
+
+/* The SubjectPublicKeyInfo of a named-curve EC key set without encoders.
+ * 1 done, 0 not such a key (caller uses X509_REQ_set_pubkey), -1 error. */
+static int ec_set_req_pubkey(X509_REQ *req, const EVP_PKEY *pkey)
+{
+    unsigned char pt[160], *copy;
+    size_t len = 0;
+    int nid = ec_curve_nid(pkey);
+
+    if (nid == NID_undef)
+        return 0;
+    if (EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt, sizeof(pt),
+                                        &len) != 1 || len == 0)
+        return 0;
+    if ((copy = OPENSSL_memdup(pt, len)) == NULL)
+        return -1;
+    if (X509_PUBKEY_set0_param(X509_REQ_get_X509_PUBKEY(req), OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                               V_ASN1_OBJECT, OBJ_nid2obj(nid), copy, (int)len) != 1) {
+        OPENSSL_free(copy);
+        return -1;
+    }
+    return 1;
+}
+
+/* PKCS#8 PEM of a named-curve EC key as OpenSSL 3 writes it: PrivateKeyInfo
+ * { 0, { id-ecPublicKey, curve }, OCTET STRING ECPrivateKey { 1, d padded to
+ * the order's size, [1] public point } } (parameters only in the
+ * AlgorithmIdentifier). 1 done, 0 not such a key, -1 out of memory. */
+static int ec_key_to_pem(const EVP_PKEY *pkey, char **pem)
+{
+    unsigned char d[72], pt[160], oid_alg[16], oid_curve[16], der[400], b64[600];
+    unsigned char *q;
+    BIGNUM *priv = NULL;
+    size_t ptlen = 0, dlen, n = 0, inner, bits, alg, out_len;
+    int nid = ec_curve_nid(pkey), la, lc, rc = -1;
+
+    if (nid == NID_undef)
+        return 0;
+    dlen = nid == NID_X9_62_prime256v1 ? 32 : 48;
+    q = oid_alg;
+    la = i2d_ASN1_OBJECT(OBJ_nid2obj(NID_X9_62_id_ecPublicKey), &q);
+    q = oid_curve;
+    lc = i2d_ASN1_OBJECT(OBJ_nid2obj(nid), &q);
+    if (la <= 0 || lc <= 0 || la > (int)sizeof(oid_alg) || lc > (int)sizeof(oid_curve) ||
+        EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt, sizeof(pt),
+                                        &ptlen) != 1 ||
+        EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_PRIV_KEY, &priv) != 1 ||
+        BN_bn2binpad(priv, d, (int)dlen) != (int)dlen) {
+        ERR_clear_error();
+        rc = 0; /* not what this path can write: OpenSSL's own path decides */
+        goto out;
+    }
+    bits = 1 + ptlen;                                    /* BIT STRING content */
+    inner = 3 + 2 + dlen + der_hdr_len(der_hdr_len(bits) + bits) + der_hdr_len(bits) + bits;
+    alg = (size_t)la + (size_t)lc;
+    /* PrivateKeyInfo */
+    n += der_hdr(der + n, 0x30, 3 + der_hdr_len(alg) + alg + der_hdr_len(der_hdr_len(inner) + inner) +
+                                    der_hdr_len(inner) + inner);
+    memcpy(der + n, "\x02\x01\x00", 3);
+    n += 3;
+    n += der_hdr(der + n, 0x30, alg);
+    memcpy(der + n, oid_alg, (size_t)la);
+    n += (size_t)la;
+    memcpy(der + n, oid_curve, (size_t)lc);
+    n += (size_t)lc;
+    n += der_hdr(der + n, 0x04, der_hdr_len(inner) + inner);
+    /* ECPrivateKey */
+    n += der_hdr(der + n, 0x30, inner);
+    memcpy(der + n, "\x02\x01\x01", 3);
+    n += 3;
+    n += der_hdr(der + n, 0x04, dlen);
+    memcpy(der + n, d, dlen);
+    n += dlen;
+    n += der_hdr(der + n, 0xa1, der_hdr_len(bits) + bits);
+    n += der_hdr(der + n, 0x03, bits);
+    der[n++] = 0x00;
+    memcpy(der + n, pt, ptlen);
+    n += ptlen;
+    /* PEM: 64 base64 characters (48 bytes) per line; one exact allocation
+     * (no realloc leaving copies of the key behind) */
+    {
+        size_t cap = 28 + (n + 47) / 48 * 65 + 26 + 1, w = 0;
+        char *out = malloc(cap);
+
+        if (out == NULL)
+            goto out;
+        memcpy(out, "-----BEGIN PRIVATE KEY-----\n", 28);
+        w = 28;
+        for (size_t off = 0; off < n; off += 48) {
+            size_t chunk = n - off < 48 ? n - off : 48;
+
+            out_len = (size_t)EVP_EncodeBlock(b64, der + off, (int)chunk);
+            memcpy(out + w, b64, out_len);
+            w += out_len;
+            out[w++] = '\n';
+        }
+        memcpy(out + w, "-----END PRIVATE KEY-----\n", 26);
+        w += 26;
+        out[w] = '\0';
+        *pem = out;
+        rc = 1;
+    }
+out:
+    OPENSSL_cleanse(d, sizeof(d));
+    OPENSSL_cleanse(der, sizeof(der));
+    OPENSSL_cleanse(b64, sizeof(b64));
+    BN_clear_free(priv);
+    return rc;
+}
 
 int sf_keygen_generate(const char *alg, int size, EVP_PKEY **out, sf_error *err)
 {
@@ -216,8 +377,18 @@ int sf_csr_build(EVP_PKEY *pkey, const char *cn, const char *const *sans, size_t
         sf_error_field(err, "common_name", "common name is not acceptable in a certificate subject");
         goto out;
     }
-    if (X509_REQ_set_subject_name(req, name) != 1 || X509_REQ_set_pubkey(req, pkey) != 1)
+    if (X509_REQ_set_subject_name(req, name) != 1)
         goto ossl;
+    switch (ec_set_req_pubkey(req, pkey)) {
+    case 1:
+        break;
+    case 0:
+        if (X509_REQ_set_pubkey(req, pkey) != 1)
+            goto ossl;
+        break;
+    default:
+        goto oom;
+    }
     if (nsans > 0) {
         gens = sk_GENERAL_NAME_new_null();
         if (gens == NULL)
@@ -301,6 +472,14 @@ int sf_key_to_pem(const EVP_PKEY *pkey, char **pem, sf_error *err)
 
     if (pkey == NULL || pem == NULL)
         return sf_error_set(err, SF_ERR_INTERNAL, 0, "sf_key_to_pem: NULL argument");
+    switch (ec_key_to_pem(pkey, pem)) {
+    case 1:
+        return 0;
+    case 0:
+        break;
+    default:
+        return sf_error_set(err, SF_ERR_INTERNAL, 0, "out of memory");
+    }
     bio = BIO_new(BIO_s_secmem());
     if (bio == NULL) {
         ERR_clear_error();

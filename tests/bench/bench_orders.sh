@@ -15,6 +15,7 @@ OT_NAME=benchorders
 ot_setup
 export SCMFLOW_LOG_LEVEL=${BENCH_LOG_LEVEL:-warn} SCMFLOW_SUBMIT_POLL=5ms SCMFLOW_SUBMIT_BATCH=${SCMFLOW_SUBMIT_BATCH:-100}
 ot_sim
+SIM_PID=${OT_PIDS[-1]}
 ot_ready
 EC_N=${BENCH_EC_ORDERS:-2000}
 RSA_N=${BENCH_RSA_ORDERS:-100}
@@ -25,6 +26,21 @@ raw() { # ALG-SIZE THREADS -> rate
 }
 keygen() {
     "$BENCH_KEYGEN" "${BENCH_KEYGEN_SECONDS:-5}" > "$OT_DIR/keygen.txt" 2>&1 || ot_fail "bench_keygen failed"
+}
+
+# cpu_ms PID...: CPU time (user + system, with reaped children) used so
+# far by these processes, in ms. CPU time, unlike wall time, says what an
+# order costs each part even on a shared machine.
+cpu_ms() {
+    local t=0 p
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] && t=$(( t + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+    done
+    echo $(( t * 1000 / $(getconf CLK_TCK) ))
+}
+pg_pids() { # the fixture's postmaster and its backends
+    local pm; pm=$(head -1 "$TESTENV_DIR/pg/data/postmaster.pid" 2>/dev/null) || return 0
+    echo "$pm" $(pgrep -P "$pm")
 }
 
 # run_case NAME ALG SIZE N REPLICAS: sets RATE (orders/s).
@@ -51,6 +67,9 @@ run_case() {
                    | .sans = [$id + ".scmflow.test"] | .key_algorithm = $alg | .key_size = $size)}
             | tojson)' > "$OT_DIR/$name.cmds" || ot_fail "$name: jq"
     [ "$(wc -l < "$OT_DIR/$name.cmds")" = "$n" ] || ot_fail "$name: command file"
+    local c_sub0 c_pg0 c_sim0 c_k0
+    c_sub0=$(cpu_ms "${pids[@]}"); c_pg0=$(cpu_ms $(pg_pids)); c_sim0=$(cpu_ms "$SIM_PID")
+    c_k0=$(cpu_ms "$(cat "$TESTENV_DIR/kafka.pid" 2>/dev/null)")
     local t0; t0=$(date +%s.%N)
     kcat -P -b "$SCMFLOW_KAFKA_BROKERS" -t "${SCMFLOW_TOPIC_PREFIX}order.commands" -K '\t' -l "$OT_DIR/$name.cmds" 2>/dev/null ||
         ot_fail "$name: kcat"
@@ -65,6 +84,18 @@ run_case() {
     [ "$(ot_sql "select count(*) from orders where id like '$name-%' and id <> '$name-warm' and state='submitted'")" = "$n" ] ||
         ot_fail "$name: not all submitted: $(ot_sql "select state, count(*) from orders where id like '$name-%' group by 1")"
     local last; last=$(ot_sql "select extract(epoch from max(submitted_at)) from orders where id like '$name-%' and id <> '$name-warm'")
+    local c_sub c_pg c_sim c_k
+    c_sub=$(( $(cpu_ms "${pids[@]}") - c_sub0 )); c_pg=$(( $(cpu_ms $(pg_pids)) - c_pg0 ))
+    c_sim=$(( $(cpu_ms "$SIM_PID") - c_sim0 )); c_k=$(( $(cpu_ms "$(cat "$TESTENV_DIR/kafka.pid" 2>/dev/null)") - c_k0 ))
+    # (measured up to the moment all were seen submitted: up to 1 s of idle polling included)
+    python3 - "$n" "$c_sub" "$c_pg" "$c_sim" "$c_k" "$(nproc)" >&2 <<'PY'
+import sys
+n, sub, pg, sim, k, cpus = (int(x) for x in sys.argv[1:])
+own = sub + pg + k
+print("   cpu per order: order-submitter %.2f ms, PostgreSQL %.2f ms, broker %.2f ms, scm-sim %.2f ms;"
+      " scmflow's own %.2f ms -> %d CPUs could do %.0f orders/s with SCM elsewhere"
+      % (sub / n, pg / n, k / n, sim / n, own / n, cpus, cpus * 1000.0 * n / own if own else 0))
+PY
     for p in "${pids[@]}"; do kill -TERM "$p"; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     # BENCH_LOG_LEVEL=info: the submitter's own account of its rounds

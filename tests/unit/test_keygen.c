@@ -205,6 +205,62 @@ static void test_csr_weak_keys(void **state)
     }
 }
 
+/* The EC fast paths of sf_keygen.c write the DER themselves (OpenSSL 3.0's
+ * encoders cost ~0.5 ms per order): they must produce exactly what OpenSSL
+ * produces. PKCS#8 PEM byte for byte; the CSR's SubjectPublicKeyInfo equal
+ * to i2d_PUBKEY and its signature verifying. RSA takes OpenSSL's path. */
+static void test_ec_encoding_matches_openssl(void **state)
+{
+    static const struct { const char *alg; int size; int n; } cases[] = {
+        {"EC", 256, 100}, {"EC", 384, 100}, {"RSA", 2048, 2}};
+    const char *sans[] = {"www.example.com", "192.0.2.7"};
+
+    (void)state;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        for (int i = 0; i < cases[c].n; i++) {
+            EVP_PKEY *k = NULL, *back = NULL;
+            char *pem = NULL, *csr = NULL, *want = NULL;
+            unsigned char *spki_want = NULL, *spki_got = NULL;
+            int lw, lg;
+            long wl;
+            BIO *bio = BIO_new(BIO_s_mem());
+            X509_REQ *req = NULL;
+
+            assert_int_equal(sf_keygen_generate(cases[c].alg, cases[c].size, &k, NULL), 0);
+            assert_int_equal(sf_key_to_pem(k, &pem, NULL), 0);
+            assert_non_null(bio);
+            assert_int_equal(PEM_write_bio_PKCS8PrivateKey(bio, k, NULL, NULL, 0, NULL, NULL), 1);
+            wl = BIO_get_mem_data(bio, &want);
+            assert_true(wl > 0);
+            assert_int_equal(strlen(pem), (size_t)wl);
+            assert_memory_equal(pem, want, (size_t)wl);
+            assert_int_equal(sf_key_from_pem(pem, strlen(pem), &back, NULL), 0);
+            assert_int_equal(EVP_PKEY_eq(k, back), 1);
+
+            assert_int_equal(sf_csr_build(k, "www.example.com", sans, 2, &csr, NULL), 0);
+            BIO_free(bio);
+            bio = BIO_new_mem_buf(csr, -1);
+            req = PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL);
+            assert_non_null(req);
+            assert_int_equal(X509_REQ_verify(req, k), 1);
+            lw = i2d_PUBKEY(k, &spki_want);
+            lg = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(req), &spki_got);
+            assert_true(lw > 0);
+            assert_int_equal(lg, lw);
+            assert_memory_equal(spki_got, spki_want, (size_t)lw);
+
+            OPENSSL_free(spki_want);
+            OPENSSL_free(spki_got);
+            X509_REQ_free(req);
+            BIO_free(bio);
+            sf_secret_str_free(pem);
+            free(csr);
+            EVP_PKEY_free(back);
+            EVP_PKEY_free(k);
+        }
+    }
+}
+
 static void test_key_pem(void **state)
 {
     EVP_PKEY *k = NULL, *k2 = NULL;
@@ -250,6 +306,7 @@ int main(void)
         cmocka_unit_test(test_csr_roundtrip), cmocka_unit_test(test_csr_build_bad),
         cmocka_unit_test(test_csr_parse_bad), cmocka_unit_test(test_csr_weak_keys),
         cmocka_unit_test(test_key_pem),
+        cmocka_unit_test(test_ec_encoding_matches_openssl),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

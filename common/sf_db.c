@@ -854,10 +854,16 @@ int sf_db_rollback(sf_db *db, sf_error *err)
         !txn_open_on_server(db))
         return 0;
     if (run(db, "ROLLBACK", 0, NULL, NULL, NULL, 0, NULL, err) < 0) {
-        /* A connection that died under the ROLLBACK took the transaction with it. */
-        if (db->conn == NULL)
-            return 0;
-        return -1;
+        /* A connection that died under the ROLLBACK took the transaction
+         * with it; run() saw the server's transaction and marked it lost,
+         * which would fail every later BEGIN. A ROLLBACK refused on a live
+         * connection: end the transaction by closing the connection. Either
+         * way no transaction is left. */
+        if (db->conn != NULL)
+            drop_conn(db);
+        db->in_txn = false;
+        db->txn_lost = false;
+        return 0;
     }
     return 0;
 }

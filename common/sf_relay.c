@@ -162,8 +162,12 @@ int sf_relay_run_once(sf_relay *r, int *sent, sf_error *err)
     bool in_tx = false;
     int64_t deadline;
 
-    if (sf_db_begin(r->db, err) < 0)
+    if (sf_db_begin(r->db, err) < 0) {
+        /* nothing of ours is open here: end whatever a failure path left
+         * (the next pass starts clean) */
+        (void)sf_db_rollback(r->db, NULL);
         goto out;
+    }
     in_tx = true;
     /* Takes the single-relay lock for this transaction; 0 rows when another
      * replica's relay holds it. */

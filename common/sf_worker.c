@@ -589,8 +589,13 @@ static batch_result run_batch_tx(sf_worker *w, item *items, size_t n, sf_error *
     sf_worker_ctx ctx = {w, NULL};
 
     outbox_reset(w);
-    if (sf_db_begin(w->db, err) < 0)
+    if (sf_db_begin(w->db, err) < 0) {
+        /* Between batches nothing may hold a transaction on w->db (the
+         * relay, on this thread, always ends its own): one left open by a
+         * failure path is ended here, or every later batch would fail. */
+        (void)sf_db_rollback(w->db, NULL);
         return err && err->cls == SF_ERR_FATAL ? BATCH_FATAL : BATCH_RETRY;
+    }
     if (w->def->batch_begin)
         w->def->batch_begin(w, w->ud);
     if (claim_batch(w, items, n, err) < 0)

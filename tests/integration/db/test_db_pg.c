@@ -977,6 +977,22 @@ static void test_reconnect(void **state)
     ok(sf_db_begin(t->db, &err), &err);
     ok(sf_db_commit(t->db, &err), &err);
 
+    /* The ROLLBACK is the first statement to meet the dead connection (the
+     * caller failed for another reason): the transaction ended with the
+     * connection, and the next BEGIN must work. Before the fix the handle
+     * kept "transaction lost" and every later BEGIN failed with "a
+     * transaction is already open" (fault.order.failpoints in CI: the
+     * order-submitter's batches and relay stuck for good). */
+    ok(sf_db_begin(t->db, &err), &err);
+    assert_int_equal(sf_db_inbox_claim(t->db, "r", "rb-1", &err), 1);
+    terminate(t, sf_db_backend_pid(t->db));
+    (void)sf_db_rollback(t->db, NULL);
+    assert_false(sf_db_in_transaction(t->db));
+    ok(sf_db_begin(t->db, &err), &err);
+    assert_int_equal(sf_db_inbox_claim(t->db, "r", "rb-2", &err), 1);
+    ok(sf_db_commit(t->db, &err), &err);
+    assert_int_equal(q_i64(t->db, "SELECT count(*) FROM inbox WHERE consumer = 'r'"), 1);
+
     /* Server unreachable: ensure gives up at its timeout, with backoff. */
     {
         sf_db_opts o = {.backoff_initial_ms = 50, .backoff_max_ms = 200, .connect_timeout_ms = 1000};

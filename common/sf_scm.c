@@ -1461,6 +1461,7 @@ typedef struct bitem {
     int64_t first_ms;       /* start of the first attempt, 0 before */
     int64_t start_ms;       /* start of the current attempt */
     int64_t not_before_ms;  /* retry backoff */
+    int64_t deadline_ms;    /* the request's own deadline, 0 = none */
     CURL *easy;
     sf_scm_resp resp;
     struct bitem *next;
@@ -1477,6 +1478,12 @@ struct sf_scm_batch {
     CURL **idle;                      /* reusable easy handles */
     int n_idle;
     size_t pending;
+    uint64_t completed;               /* callbacks called so far */
+    int64_t next_deadline;            /* earliest request deadline, 0 = none
+                                         (may be stale-early: only costs a scan) */
+    sf_scm_batch_refill_fn refill;
+    void *refill_ud;
+    bool in_run;
 };
 
 sf_scm_batch *sf_scm_batch_new(sf_scm_client *c, int max_in_flight, sf_error *err)
@@ -1524,7 +1531,8 @@ static void ready_push(sf_scm_batch *b, bitem *it)
 }
 
 static int batch_add(sf_scm_batch *b, sf_scm_req_kind kind, int64_t ssl_id, char *path,
-                     bool collect, size_t limit, sf_scm_batch_cb cb, void *ud, sf_error *err)
+                     bool collect, size_t limit, int64_t deadline_ms, sf_scm_batch_cb cb,
+                     void *ud, sf_error *err)
 {
     bitem *it;
 
@@ -1542,42 +1550,83 @@ static int batch_add(sf_scm_batch *b, sf_scm_req_kind kind, int64_t ssl_id, char
     it->limit = limit;
     it->cb = cb;
     it->ud = ud;
+    it->deadline_ms = deadline_ms > 0 ? deadline_ms : 0;
+    if (it->deadline_ms > 0 && (b->next_deadline == 0 || it->deadline_ms < b->next_deadline))
+        b->next_deadline = it->deadline_ms;
     sf_buf_init(&it->resp.body, limit);
     ready_push(b, it);
     b->pending++;
     return 0;
 }
 
+int sf_scm_batch_add(sf_scm_batch *b, const sf_scm_batch_req *req, sf_error *err)
+{
+    if (b == NULL || req == NULL || req->cb == NULL)
+        return sf_error_field(err, "cb", "scm batch: callback required");
+    switch (req->kind) {
+    case SF_SCM_REQ_DETAILS:
+        return batch_add(b, SF_SCM_REQ_DETAILS, req->ssl_id,
+                         sf_asprintf("/ssl/v1/%lld", (long long)req->ssl_id), false,
+                         b->c->max_resp, req->deadline_ms, req->cb, req->ud, err);
+    case SF_SCM_REQ_COLLECT:
+        if (!sf_scm_format_valid(req->format))
+            return sf_error_field(err, "format", "scm collect: unknown format");
+        return batch_add(b, SF_SCM_REQ_COLLECT, req->ssl_id,
+                         sf_asprintf("/ssl/v1/collect/%lld/%s", (long long)req->ssl_id,
+                                     req->format),
+                         true, b->c->max_resp, req->deadline_ms, req->cb, req->ud, err);
+    case SF_SCM_REQ_GET:
+        if (req->path == NULL || req->path[0] != '/')
+            return sf_error_field(err, "path", "scm: path must start with /");
+        return batch_add(b, SF_SCM_REQ_GET, 0, sf_strdup(req->path), false, b->c->max_list,
+                         req->deadline_ms, req->cb, req->ud, err);
+    }
+    return sf_error_field(err, "kind", "scm batch: unknown request kind");
+}
+
 int sf_scm_batch_add_details(sf_scm_batch *b, int64_t ssl_id, sf_scm_batch_cb cb, void *ud,
                              sf_error *err)
 {
-    if (b == NULL || cb == NULL)
-        return sf_error_field(err, "cb", "scm batch: callback required");
-    return batch_add(b, SF_SCM_REQ_DETAILS, ssl_id,
-                     sf_asprintf("/ssl/v1/%lld", (long long)ssl_id), false, b->c->max_resp, cb,
-                     ud, err);
+    sf_scm_batch_req q = SF_SCM_BATCH_REQ_INIT;
+
+    q.kind = SF_SCM_REQ_DETAILS;
+    q.ssl_id = ssl_id;
+    q.cb = cb;
+    q.ud = ud;
+    return sf_scm_batch_add(b, &q, err);
 }
 
 int sf_scm_batch_add_collect(sf_scm_batch *b, int64_t ssl_id, const char *format,
                              sf_scm_batch_cb cb, void *ud, sf_error *err)
 {
-    if (b == NULL || cb == NULL)
-        return sf_error_field(err, "cb", "scm batch: callback required");
-    if (!sf_scm_format_valid(format))
-        return sf_error_field(err, "format", "scm collect: unknown format");
-    return batch_add(b, SF_SCM_REQ_COLLECT, ssl_id,
-                     sf_asprintf("/ssl/v1/collect/%lld/%s", (long long)ssl_id, format), true,
-                     b->c->max_resp, cb, ud, err);
+    sf_scm_batch_req q = SF_SCM_BATCH_REQ_INIT;
+
+    q.kind = SF_SCM_REQ_COLLECT;
+    q.ssl_id = ssl_id;
+    q.format = format;
+    q.cb = cb;
+    q.ud = ud;
+    return sf_scm_batch_add(b, &q, err);
 }
 
 int sf_scm_batch_add_get(sf_scm_batch *b, const char *path, sf_scm_batch_cb cb, void *ud,
                          sf_error *err)
 {
-    if (b == NULL || cb == NULL)
-        return sf_error_field(err, "cb", "scm batch: callback required");
-    if (path == NULL || path[0] != '/')
-        return sf_error_field(err, "path", "scm: path must start with /");
-    return batch_add(b, SF_SCM_REQ_GET, 0, sf_strdup(path), false, b->c->max_list, cb, ud, err);
+    sf_scm_batch_req q = SF_SCM_BATCH_REQ_INIT;
+
+    q.kind = SF_SCM_REQ_GET;
+    q.path = path;
+    q.cb = cb;
+    q.ud = ud;
+    return sf_scm_batch_add(b, &q, err);
+}
+
+void sf_scm_batch_set_refill(sf_scm_batch *b, sf_scm_batch_refill_fn fn, void *ud)
+{
+    if (b == NULL)
+        return;
+    b->refill = fn;
+    b->refill_ud = fn ? ud : NULL;
 }
 
 size_t sf_scm_batch_pending(const sf_scm_batch *b)
@@ -1622,11 +1671,13 @@ static void complete(sf_scm_batch *b, bitem *it, int rc, const sf_error *e)
         res.err = *e;
     }
     res.rc = rc < 0 ? -1 : 0;
+    /* The callback may add requests (pending grows before it shrinks). */
     it->cb(&res, it->ud);
     sf_scm_cert_free(res.cert);
     free(res.body);
     cJSON_Delete(res.json);
     b->pending--;
+    b->completed++;
     item_free(it);
 }
 
@@ -1717,6 +1768,24 @@ static void finish_transfer(sf_scm_batch *b, bitem *it, CURLcode cc)
     b->delayed = it;
 }
 
+static bool batch_busy(const sf_scm_batch *b)
+{
+    return b->ready_head || b->delayed || b->running;
+}
+
+static bitem *ready_pop(sf_scm_batch *b)
+{
+    bitem *it = b->ready_head;
+
+    if (it) {
+        b->ready_head = it->next;
+        if (b->ready_head == NULL)
+            b->ready_tail = NULL;
+        it->next = NULL;
+    }
+    return it;
+}
+
 static void fail_all(sf_scm_batch *b, const char *why)
 {
     sf_error e;
@@ -1725,23 +1794,95 @@ static void fail_all(sf_scm_batch *b, const char *why)
     int left;
 
     sf_error_set(&e, SF_ERR_TRANSIENT, 0, "scm batch: %s", why);
-    /* Items in flight: find them through the multi's easy handles. */
-    while (b->running) {
-        it = b->running;
-        b->running = it->next;
-        release_easy(b, it);
+    /* A callback may add requests: they fail too, until nothing is left. */
+    while (batch_busy(b)) {
+        while ((it = b->running) != NULL) {
+            b->running = it->next;
+            release_easy(b, it);
+            complete(b, it, -1, &e);
+        }
+        while ((m = curl_multi_info_read(b->multi, &left)) != NULL)
+            ;
+        while ((it = ready_pop(b)) != NULL)
+            complete(b, it, -1, &e);
+        while ((it = b->delayed) != NULL) {
+            b->delayed = it->next;
+            complete(b, it, -1, &e);
+        }
+    }
+}
+
+static int64_t earlier_deadline(int64_t next, const bitem *it)
+{
+    if (it->deadline_ms > 0 && (next == 0 || it->deadline_ms < next))
+        return it->deadline_ms;
+    return next;
+}
+
+/* Complete every request whose own deadline passed (queued, waiting for a
+ * retry, or in flight) with SF_ERR_TRANSIENT "deadline exceeded". The
+ * expired ones are unlinked first and completed afterwards, so that a
+ * callback adding a request does not disturb the scan. */
+static void expire_requests(sf_scm_batch *b, int64_t now)
+{
+    bitem *expired = NULL, *it, **pp;
+    bitem **lists[2] = {&b->delayed, &b->running};
+    int64_t next = 0;
+    sf_error e;
+
+    if (b->next_deadline == 0 || now < b->next_deadline)
+        return;
+    /* the ready FIFO keeps its order and its tail */
+    {
+        bitem *keep_head = NULL, *keep_tail = NULL;
+
+        while ((it = ready_pop(b)) != NULL) {
+            if (it->deadline_ms > 0 && it->deadline_ms <= now) {
+                it->next = expired;
+                expired = it;
+                continue;
+            }
+            next = earlier_deadline(next, it);
+            if (keep_tail)
+                keep_tail->next = it;
+            else
+                keep_head = it;
+            keep_tail = it;
+        }
+        b->ready_head = keep_head;
+        b->ready_tail = keep_tail;
+    }
+    for (int l = 0; l < 2; l++) {
+        for (pp = lists[l]; (it = *pp) != NULL;) {
+            if (it->deadline_ms > 0 && it->deadline_ms <= now) {
+                *pp = it->next;
+                release_easy(b, it); /* no-op unless in flight */
+                it->next = expired;
+                expired = it;
+            } else {
+                next = earlier_deadline(next, it);
+                pp = &it->next;
+            }
+        }
+    }
+    b->next_deadline = next;
+    sf_error_set(&e, SF_ERR_TRANSIENT, 0, "scm batch: deadline exceeded");
+    while ((it = expired) != NULL) {
+        expired = it->next;
         complete(b, it, -1, &e);
     }
-    while ((m = curl_multi_info_read(b->multi, &left)) != NULL)
-        ;
-    while ((it = b->ready_head) != NULL) {
-        b->ready_head = it->next;
-        complete(b, it, -1, &e);
-    }
-    b->ready_tail = NULL;
-    while ((it = b->delayed) != NULL) {
-        b->delayed = it->next;
-        complete(b, it, -1, &e);
+}
+
+/* Let the owner add requests while fewer than max_in_flight are queued or
+ * in flight. Stops when the hook adds nothing. */
+static void refill(sf_scm_batch *b)
+{
+    while (b->refill != NULL && b->pending < (size_t)b->max_in_flight) {
+        size_t before = b->pending;
+
+        if (b->refill(b, (size_t)b->max_in_flight - b->pending, b->refill_ud) <= 0 ||
+            b->pending <= before)
+            break;
     }
 }
 
@@ -1756,18 +1897,31 @@ static void running_remove(sf_scm_batch *b, bitem *it)
 
 int sf_scm_batch_run(sf_scm_batch *b, int64_t deadline_ms, sf_error *err)
 {
+    int rc = 0;
+
     if (b == NULL)
         return sf_error_field(err, "batch", "scm batch: NULL");
-    while (b->ready_head || b->delayed || b->running) {
+    if (b->in_run)
+        return sf_error_field(err, "batch", "scm batch: run called from its own callback");
+    b->in_run = true;
+    for (;;) {
         int64_t now = sf_now_mono_ms(), wake = now + 200, rl_wait_ms = 0;
+        uint64_t completed;
         int still, nfds;
         CURLMsg *m;
         int left;
 
         if (deadline_ms > 0 && now >= deadline_ms) {
-            fail_all(b, "deadline exceeded");
-            return sf_error_set(err, SF_ERR_TRANSIENT, 0, "scm batch: deadline exceeded");
+            if (batch_busy(b)) {
+                fail_all(b, "deadline exceeded");
+                rc = sf_error_set(err, SF_ERR_TRANSIENT, 0, "scm batch: deadline exceeded");
+            }
+            break;
         }
+        expire_requests(b, now);
+        refill(b);
+        if (!batch_busy(b))
+            break;
         /* Due retries go back to the front of the line. */
         for (bitem **pp = &b->delayed; *pp;) {
             bitem *it = *pp;
@@ -1784,7 +1938,7 @@ int sf_scm_batch_run(sf_scm_batch *b, int64_t deadline_ms, sf_error *err)
             }
         }
         while (b->ready_head && b->in_flight < b->max_in_flight) {
-            bitem *it = b->ready_head;
+            bitem *it;
             sf_error e;
 
             if ((rl_wait_ms = rl_try_take(b->c->rl)) > 0) {
@@ -1792,9 +1946,7 @@ int sf_scm_batch_run(sf_scm_batch *b, int64_t deadline_ms, sf_error *err)
                     wake = now + rl_wait_ms;
                 break;
             }
-            b->ready_head = it->next;
-            if (b->ready_head == NULL)
-                b->ready_tail = NULL;
+            it = ready_pop(b);
             sf_error_clear(&e);
             if (start_item(b, it, &e) < 0) {
                 complete(b, it, -1, &e);
@@ -1803,6 +1955,7 @@ int sf_scm_batch_run(sf_scm_batch *b, int64_t deadline_ms, sf_error *err)
             it->next = b->running;
             b->running = it;
         }
+        completed = b->completed;
         curl_multi_perform(b->multi, &still);
         while ((m = curl_multi_info_read(b->multi, &left)) != NULL) {
             bitem *it = NULL;
@@ -1815,13 +1968,18 @@ int sf_scm_batch_run(sf_scm_batch *b, int64_t deadline_ms, sf_error *err)
             running_remove(b, it);
             finish_transfer(b, it, m->data.result);
         }
-        if (b->ready_head == NULL && b->delayed == NULL && b->running == NULL)
-            break;
+        /* Nothing left, or room freed that the owner may fill: back to the
+         * top (refill, or the end) without waiting. */
+        if (!batch_busy(b) ||
+            (b->refill && b->completed != completed && b->pending < (size_t)b->max_in_flight))
+            continue;
         now = sf_now_mono_ms();
         if (b->ready_head && b->in_flight < b->max_in_flight && rl_wait_ms == 0)
             continue;
         if (deadline_ms > 0 && deadline_ms < wake)
             wake = deadline_ms;
+        if (b->next_deadline > 0 && b->next_deadline < wake)
+            wake = b->next_deadline;
         {
             int64_t t = wake - now;
             if (t < 0)
@@ -1831,14 +1989,15 @@ int sf_scm_batch_run(sf_scm_batch *b, int64_t deadline_ms, sf_error *err)
             curl_multi_poll(b->multi, NULL, 0, (int)t, &nfds);
         }
     }
-    return 0;
+    b->in_run = false;
+    return rc;
 }
 
 void sf_scm_batch_free(sf_scm_batch *b)
 {
     if (b == NULL)
         return;
-    if (b->ready_head || b->delayed || b->running)
+    if (batch_busy(b))
         fail_all(b, "batch freed before completion");
     for (int i = 0; i < b->n_idle; i++)
         curl_easy_cleanup(b->idle[i]);

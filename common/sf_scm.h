@@ -425,27 +425,68 @@ typedef struct sf_scm_result {
     int64_t total;              /* GET: X-Total-Count or -1 */
 } sf_scm_result;
 
+/* Completion callback, called on the thread of sf_scm_batch_run() (or of
+ * sf_scm_batch_free()). It may add requests to the same batch (they are
+ * run by the same run() call: the queue may grow while run() loops), but
+ * must not call sf_scm_batch_run() or sf_scm_batch_free(). */
 typedef void (*sf_scm_batch_cb)(sf_scm_result *res, void *ud);
+
+/* Refill hook: called by sf_scm_batch_run() (same thread, never from inside
+ * a callback) whenever fewer than max_in_flight requests are queued or in
+ * flight (room = how many more would fit; the hook may add fewer or more).
+ * Returns the number of requests it added; 0 = nothing right now (run()
+ * asks again when requests complete, and ends when everything queued has
+ * completed and the hook still has nothing). It must not call run() or
+ * free(). */
+typedef int (*sf_scm_batch_refill_fn)(sf_scm_batch *b, size_t room, void *ud);
 
 /* A batch borrows the client (which must outlive it and not be used by
  * another call while sf_scm_batch_run() runs). max_in_flight 1..1024. */
 sf_scm_batch *sf_scm_batch_new(sf_scm_client *c, int max_in_flight, sf_error *err);
-/* Queue requests (nothing is sent before sf_scm_batch_run). */
+
+/* One request. deadline_ms (absolute, sf_now_mono_ms() clock; 0 = none) is
+ * the request's own deadline: when it passes before the request completed
+ * (queued, waiting for a retry or in flight), the request completes with
+ * SF_ERR_TRANSIENT "deadline exceeded" while the others go on. */
+typedef struct sf_scm_batch_req {
+    sf_scm_req_kind kind;
+    int64_t ssl_id;             /* DETAILS, COLLECT */
+    const char *format;         /* COLLECT (see sf_scm_collect), copied */
+    const char *path;           /* GET, copied */
+    int64_t deadline_ms;
+    sf_scm_batch_cb cb;         /* required */
+    void *ud;
+} sf_scm_batch_req;
+#define SF_SCM_BATCH_REQ_INIT { SF_SCM_REQ_DETAILS, 0, NULL, NULL, 0, NULL, NULL }
+
+/* Queue a request: before sf_scm_batch_run(), from a callback, or from the
+ * refill hook. Nothing is sent outside sf_scm_batch_run(). */
+int sf_scm_batch_add(sf_scm_batch *b, const sf_scm_batch_req *req, sf_error *err);
+/* Shorthands without a request deadline. */
 int sf_scm_batch_add_details(sf_scm_batch *b, int64_t ssl_id, sf_scm_batch_cb cb, void *ud,
                              sf_error *err);
 int sf_scm_batch_add_collect(sf_scm_batch *b, int64_t ssl_id, const char *format,
                              sf_scm_batch_cb cb, void *ud, sf_error *err);
 int sf_scm_batch_add_get(sf_scm_batch *b, const char *path, sf_scm_batch_cb cb, void *ud,
                          sf_error *err);
+/* Install (fn NULL: remove) the refill hook; it stays for later runs. */
+void sf_scm_batch_set_refill(sf_scm_batch *b, sf_scm_batch_refill_fn fn, void *ud);
 /* Number of queued, not yet completed requests. */
 size_t sf_scm_batch_pending(const sf_scm_batch *b);
 /* Run until every queued request completed (each callback called exactly
- * once) or deadline_ms (absolute, sf_now_mono_ms() clock; 0 = none) passed:
- * then the remaining requests complete with SF_ERR_TRANSIENT "deadline
- * exceeded" and -1 is returned. Retries transient failures within the
- * client's budget and respects the rate limit. Returns 0 when every request
- * completed (whatever their individual outcome). The batch can be reused. */
+ * once, including requests added meanwhile by callbacks or the refill hook)
+ * and the refill hook (if any) adds nothing more, or until deadline_ms
+ * (absolute, sf_now_mono_ms() clock; 0 = none) passed: then the remaining
+ * requests (and any a callback adds meanwhile) complete with
+ * SF_ERR_TRANSIENT "deadline exceeded", the hook is not called again, and
+ * -1 is returned. Retries transient failures within the client's budget
+ * and respects the rate limit. Returns 0 when every request completed
+ * (whatever their individual outcome, request deadlines included). The
+ * batch can be reused. Calling it from a callback or the hook is an error
+ * (-1, SF_ERR_INVALID). */
 int sf_scm_batch_run(sf_scm_batch *b, int64_t deadline_ms, sf_error *err);
+/* Completes whatever is still queued with SF_ERR_TRANSIENT (callbacks run;
+ * what they add fails too). Not from a callback or the hook. */
 void sf_scm_batch_free(sf_scm_batch *b);
 
 #endif

@@ -38,7 +38,10 @@ typedef struct upd {
     const char *attention_reason;
 } upd;
 
+struct sround;
+
 typedef struct item {
+    struct sround *rd;         /* its round while streamed (pipelined mode) */
     /* claimed */
     char *id, *account, *state, *old_status, *cmd_id, *last_error_code;
     int64_t ssl_id;
@@ -150,6 +153,12 @@ static void on_collect(sf_scm_result *res, void *ud)
     res->body = NULL;
 }
 
+/* Collect only what this check moves from "submitted" to issued. */
+static bool wants_collect(const item *it)
+{
+    return it->rc == 0 && strcmp(it->status, "Issued") == 0 && strcmp(it->state, "submitted") == 0;
+}
+
 /* ---- claim ---- */
 
 static int claim(sp_runner *r, sf_db *db, item **out, size_t *n, sf_error *err)
@@ -257,9 +266,7 @@ static void run_group(sp_runner *r, item *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         item *it = &items[i];
 
-        /* Collect only what this check moves from "submitted" to issued. */
-        if (it->rc == 0 && strcmp(it->status, "Issued") == 0 &&
-            strcmp(it->state, "submitted") == 0) {
+        if (wants_collect(it)) {
             it->want_collect = true;
             if (sf_scm_batch_add_collect(b, it->ssl_id, fmt, on_collect, it, &it->cerr) < 0) {
                 it->crc = -1;
@@ -811,19 +818,28 @@ static int task_poll_serial(sf_worker *w, sp_runner *r, sf_error *err)
  * The serial loop above runs claim, SCM and record one after another, so
  * SCM sits idle while a round is recorded. Here a recorder thread with its
  * own DB connection records round k (same record_all: one transaction,
- * lease-guarded, history + outbox in it) while the task thread claims and
- * checks round k+1. One round is handed over at a time (the slot), which
- * bounds memory to about three rounds. Correctness is unchanged: a round's
+ * lease-guarded, history + outbox in it) while the task thread checks the
+ * following rounds (streamed, see below). The slot takes REC_DEPTH rounds
+ * (the one being recorded and one waiting); with the claimer's slot, the
+ * rounds in the batch (about two, while one's tail overlaps the next) and
+ * a held one, memory stays at a handful of rounds. Correctness is
+ * unchanged: a round's
  * orders stay leased until the recorder's transaction commits, so no other
  * claim (ours or another replica's) can take them meanwhile. */
+
+#define REC_DEPTH 2
 
 typedef struct rec_slot {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     sp_runner *r;
     sf_db *db;              /* the recorder's own connection */
-    item *items;            /* the handed-over round (owned), NULL = empty */
-    size_t n;
+    /* Handed-over rounds (owned), oldest first: the one being recorded and
+     * one waiting, so that the task thread does not stop checking when a
+     * round completes while the previous one is still being recorded. */
+    item *items[REC_DEPTH];
+    size_t n[REC_DEPTH];
+    size_t count;           /* rounds in the slot, the one in work included */
     bool done;              /* no more rounds */
     bool failed;            /* recording failed: stop claiming */
     sf_error err;
@@ -849,14 +865,14 @@ static void *recorder_main(void *arg)
         int rc;
 
         pthread_mutex_lock(&q->mu);
-        while (q->items == NULL && !q->done)
+        while (q->count == 0 && !q->done)
             pthread_cond_wait(&q->cv, &q->mu);
-        if (q->items == NULL) { /* done and drained */
+        if (q->count == 0) { /* done and drained */
             pthread_mutex_unlock(&q->mu);
             break;
         }
-        items = q->items;
-        n = q->n;
+        items = q->items[0];
+        n = q->n[0];
         pthread_mutex_unlock(&q->mu);
 
         t = sf_now_mono_ms();
@@ -869,26 +885,33 @@ static void *recorder_main(void *arg)
             q->failed = true;
             q->err = e;
         }
-        q->items = NULL; /* slot free only after the round is recorded */
+        /* its place is free only after the round is recorded */
+        for (size_t k = 1; k < q->count; k++) {
+            q->items[k - 1] = q->items[k];
+            q->n[k - 1] = q->n[k];
+        }
+        q->count--;
+        q->items[q->count] = NULL;
         pthread_cond_broadcast(&q->cv);
         pthread_mutex_unlock(&q->mu);
     }
     return NULL;
 }
 
-/* Hand a round to the recorder (waits while the previous one is being
- * recorded). Takes ownership of items. */
+/* Hand a round to the recorder (waits while REC_DEPTH rounds are there:
+ * the back-pressure). Takes ownership of items. */
 static bool rec_put(rec_slot *q, item *items, size_t n)
 {
     bool ok;
 
     pthread_mutex_lock(&q->mu);
-    while (q->items != NULL)
+    while (q->count == REC_DEPTH)
         pthread_cond_wait(&q->cv, &q->mu);
     ok = !q->failed;
     if (ok) {
-        q->items = items;
-        q->n = n;
+        q->items[q->count] = items;
+        q->n[q->count] = n;
+        q->count++;
         pthread_cond_broadcast(&q->cv);
     }
     pthread_mutex_unlock(&q->mu);
@@ -975,13 +998,14 @@ static void *claimer_main(void *arg)
     return NULL;
 }
 
-/* The next claimed round, waiting for the claimer; false when it is done. */
-static bool claim_take(claim_slot *c, item **items, size_t *n)
+/* The next claimed round: waiting for the claimer (wait; false when it is
+ * done) or only if one is there now (never blocks). */
+static bool claim_get(claim_slot *c, bool wait, item **items, size_t *n)
 {
     bool got;
 
     pthread_mutex_lock(&c->mu);
-    while (c->items == NULL && !c->finished)
+    while (wait && c->items == NULL && !c->finished)
         pthread_cond_wait(&c->cv, &c->mu);
     got = c->items != NULL;
     if (got) {
@@ -992,6 +1016,11 @@ static bool claim_take(claim_slot *c, item **items, size_t *n)
     }
     pthread_mutex_unlock(&c->mu);
     return got;
+}
+
+static bool claim_take(claim_slot *c, item **items, size_t *n)
+{
+    return claim_get(c, true, items, n);
 }
 
 /* Give back the leases of a claimed round that will not be checked. */
@@ -1017,14 +1046,256 @@ static void release_round(sp_runner *r, sf_db *db, item *items, size_t n)
     cJSON_Delete(ids);
 }
 
+static bool claim_try(claim_slot *c, item **items, size_t *n)
+{
+    return claim_get(c, false, items, n);
+}
+
+/* ---- streaming rounds (pipelined mode) ----
+ * Checking round by round drains SCM at the end of every round (the last
+ * requests of a round run with the in-flight count falling to 0, then the
+ * collects of its Issued orders run as a second, smaller wave). Instead one
+ * sf_scm_batch per account stays fed: the details callback of an order
+ * that moved to Issued queues its collect at once, and the batch's refill
+ * hook takes the claimer's next round (without waiting) as soon as fewer
+ * than SCMFLOW_STATUS_INFLIGHT requests are left, so the next round's
+ * requests start while the last ones of the previous round are in flight.
+ * A round goes to the recorder (rec_put, from the callback that completes
+ * it: it waits there when the recorder is behind, which is the
+ * back-pressure) when every one of its orders is checked. Each round keeps
+ * its own deadline (half the lease, as run_group): its requests still
+ * running then complete as transient failures.
+ * Only rounds of one account are streamed, in the batch of that account; a
+ * round of another account ends the stream (the batch drains, then a batch
+ * of the new account starts), and a round mixing accounts is checked the
+ * old way (check_round) between streams. Deployments have one account as a
+ * rule, where rounds never mix. */
+
+typedef struct stream stream;
+
+typedef struct sround {
+    stream *s;
+    item *items;            /* owned until handed to the recorder */
+    size_t n;
+    size_t left;            /* orders whose check has not completed */
+    int64_t deadline;
+} sround;
+
+struct stream {
+    sp_runner *r;
+    sf_worker *w;
+    claim_slot *c;
+    rec_slot *q;
+    const char *fmt;
+    int inflight;
+    int64_t round_ms;       /* deadline of a round after it starts */
+    char *account;          /* of the batch (owned), NULL = none */
+    sf_scm_batch *b;
+    item *held;             /* taken from the claimer, not for this batch */
+    size_t held_n;
+    bool stop;              /* stop requested or the recorder failed */
+    bool auth_failed;       /* this account's client was refused */
+    size_t active;          /* rounds in the batch */
+    size_t total;           /* orders handed to the recorder */
+    int64_t t_wait;         /* in rec_put */
+};
+
+static void round_finish(sround *rd)
+{
+    stream *s = rd->s;
+    int64_t t = sf_now_mono_ms();
+
+    s->total += rd->n;
+    for (size_t i = 0; i < rd->n; i++)
+        rd->items[i].rd = NULL; /* the round ends here */
+    if (!rec_put(s->q, rd->items, rd->n))
+        s->stop = true; /* the recorder failed: its error ends the task */
+    s->t_wait += sf_now_mono_ms() - t;
+    s->active--;
+    free(rd);
+}
+
+static void round_item_done(sround *rd)
+{
+    if (--rd->left == 0)
+        round_finish(rd);
+}
+
+static void on_collect_stream(sf_scm_result *res, void *ud)
+{
+    item *it = ud;
+
+    on_collect(res, ud);
+    round_item_done(it->rd);
+}
+
+static void on_details_stream(sf_scm_result *res, void *ud)
+{
+    item *it = ud;
+    sround *rd = it->rd;
+    stream *s = rd->s;
+
+    on_details(res, ud);
+    if (it->rc < 0 && it->err.cls == SF_ERR_AUTH)
+        s->auth_failed = true;
+    if (wants_collect(it)) {
+        sf_scm_batch_req q = SF_SCM_BATCH_REQ_INIT;
+
+        it->want_collect = true;
+        q.kind = SF_SCM_REQ_COLLECT;
+        q.ssl_id = it->ssl_id;
+        q.format = s->fmt;
+        q.deadline_ms = rd->deadline;
+        q.cb = on_collect_stream;
+        q.ud = it;
+        if (sf_scm_batch_add(s->b, &q, &it->cerr) == 0)
+            return; /* the round waits for the collect */
+        it->crc = -1;
+    }
+    round_item_done(rd);
+}
+
+/* Queue the details of a round (ownership of items moves to the stream).
+ * Returns the number of requests queued. */
+static int stream_add_round(stream *s, item *items, size_t n)
+{
+    sround *rd = calloc(1, sizeof(*rd));
+    size_t added = 0;
+
+    if (rd == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            items[i].rc = -1;
+            sf_error_set(&items[i].err, SF_ERR_INTERNAL, 0, "out of memory");
+        }
+        s->total += n;
+        if (!rec_put(s->q, items, n))
+            s->stop = true;
+        return 0;
+    }
+    rd->s = s;
+    rd->items = items;
+    rd->n = n;
+    rd->left = n;
+    rd->deadline = sf_now_mono_ms() + s->round_ms;
+    s->active++;
+    for (size_t i = 0; i < n; i++) {
+        sf_scm_batch_req q = SF_SCM_BATCH_REQ_INIT;
+
+        items[i].rd = rd;
+        q.kind = SF_SCM_REQ_DETAILS;
+        q.ssl_id = items[i].ssl_id;
+        q.deadline_ms = rd->deadline;
+        q.cb = on_details_stream;
+        q.ud = &items[i];
+        if (sf_scm_batch_add(s->b, &q, &items[i].err) < 0) {
+            items[i].rc = -1;
+            rd->left--;
+        } else {
+            added++;
+        }
+    }
+    if (rd->left == 0) /* nothing could be queued */
+        round_finish(rd);
+    return (int)added;
+}
+
+static bool one_account(const item *items, size_t n, const char *account)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(items[i].account, account) != 0)
+            return false;
+    return true;
+}
+
+/* The refill hook: the claimer's next round, if it is ready and fits. */
+static int stream_refill(sf_scm_batch *b, size_t room, void *ud)
+{
+    stream *s = ud;
+    item *items;
+    size_t n;
+
+    (void)b;
+    (void)room;
+    if (s->stop || s->auth_failed || s->held != NULL)
+        return 0;
+    if (sf_worker_stop_requested(s->w)) {
+        s->stop = true; /* finish what is in the batch, record it, end */
+        return 0;
+    }
+    if (!claim_try(s->c, &items, &n))
+        return 0;
+    if (!one_account(items, n, s->account)) {
+        s->held = items;
+        s->held_n = n;
+        return 0;
+    }
+    return stream_add_round(s, items, n);
+}
+
+static void stream_close(stream *s)
+{
+    sf_scm_batch_free(s->b); /* empty: every round was handed over */
+    s->b = NULL;
+    free(s->account);
+    s->account = NULL;
+}
+
+/* Check a claimed round (ownership moves) and, through the refill hook,
+ * every round the claimer has ready meanwhile; returns when the batch is
+ * empty: every round taken was handed to the recorder. */
+static void stream_rounds(stream *s, item *items, size_t n)
+{
+    const char *account = items[0].account;
+    sf_error e = {0};
+    sf_scm_client *cl;
+
+    if (!one_account(items, n, account)) {
+        /* check_round may evict or drop the client the batch borrows */
+        stream_close(s);
+        check_round(s->r, items, n);
+        s->total += n;
+        if (!rec_put(s->q, items, n))
+            s->stop = true;
+        return;
+    }
+    if (s->account != NULL && strcmp(s->account, account) != 0)
+        stream_close(s);
+    if (s->b == NULL) {
+        if ((cl = sp_scm_for_account(s->r, account, &e)) == NULL ||
+            (s->account = sf_strdup(account)) == NULL ||
+            (s->b = sf_scm_batch_new(cl, s->inflight, &e)) == NULL) {
+            free(s->account);
+            s->account = NULL;
+            /* the old way records the same failure in every order */
+            check_round(s->r, items, n);
+            s->total += n;
+            if (!rec_put(s->q, items, n))
+                s->stop = true;
+            return;
+        }
+        sf_scm_batch_set_refill(s->b, stream_refill, s);
+    }
+    s->auth_failed = false;
+    (void)stream_add_round(s, items, n);
+    (void)sf_scm_batch_run(s->b, 0, NULL);
+    if (s->auth_failed) {
+        char *acc = s->account;
+
+        s->account = NULL;
+        stream_close(s);
+        sp_scm_drop(s->r, acc);
+        free(acc);
+    }
+}
+
 static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
 {
     int64_t start = sf_now_mono_ms();
     int64_t until = start + sp_setting_ms(r, "SCMFLOW_STATUS_SLICE");
-    int64_t t_claim = 0, t_scm = 0, t_wait = 0, t;
-    size_t total = 0;
+    int64_t t_claim = 0, t_scm = 0, t;
     rec_slot q;
     claim_slot c;
+    stream s;
     pthread_t th, cth;
     bool started = false, claiming = false;
     item *items = NULL;
@@ -1050,6 +1321,14 @@ static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
     c.until = until;
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv, NULL);
+    memset(&s, 0, sizeof(s));
+    s.r = r;
+    s.w = w;
+    s.c = &c;
+    s.q = &q;
+    s.fmt = sp_setting_str(r, "SCMFLOW_STATUS_COLLECT_FORMAT");
+    s.inflight = (int)sp_setting_int(r, "SCMFLOW_STATUS_INFLIGHT");
+    s.round_ms = sp_setting_ms(r, "SCMFLOW_STATUS_LEASE") / 2;
     if ((q.db = sf_db_open(sp_setting_str(r, "SCMFLOW_DATABASE_URL"), err)) == NULL ||
         pthread_create(&th, NULL, recorder_main, &q) != 0) {
         if (q.db != NULL)
@@ -1064,22 +1343,31 @@ static int task_poll_pipelined(sf_worker *w, sp_runner *r, sf_error *err)
                pthread_create(&cth, NULL, claimer_main, &c) == 0;
     if (!claiming)
         c.finished = true;
-    do {
+    for (;;) {
+        int64_t waited = s.t_wait;
+
         t = sf_now_mono_ms();
-        check_round(r, items, n);
-        t_scm += sf_now_mono_ms() - t;
-        t = sf_now_mono_ms();
-        total += n;
-        if (!rec_put(&q, items, n)) {
-            items = NULL;
-            break;
-        }
+        stream_rounds(&s, items, n);
         items = NULL;
-        t_wait += sf_now_mono_ms() - t;
-        if (sf_worker_stop_requested(w))
+        t_scm += sf_now_mono_ms() - t - (s.t_wait - waited);
+        if (s.stop || sf_worker_stop_requested(w))
             break;
-    } while (claim_take(&c, &items, &n));
+        if (s.held != NULL) {
+            items = s.held;
+            n = s.held_n;
+            s.held = NULL;
+            continue;
+        }
+        if (!claim_take(&c, &items, &n))
+            break;
+    }
 out:
+    stream_close(&s);
+    if (s.held != NULL) { /* taken from the claimer, not checked: give it back */
+        release_round(r, sf_worker_dbh(w), s.held, s.held_n);
+        free_items(s.held, s.held_n);
+        s.held = NULL;
+    }
     if (claiming) {
         pthread_mutex_lock(&c.mu);
         c.stop = true;
@@ -1116,11 +1404,11 @@ out:
     pthread_mutex_destroy(&q.mu);
     pthread_cond_destroy(&c.cv);
     pthread_mutex_destroy(&c.mu);
-    if (total > 0)
+    if (s.total > 0)
         sf_log_info("checked %zu orders in %lld ms pipelined (claim %lld ms in parallel, SCM %lld ms, "
                     "record %lld ms in parallel, waited for the recorder %lld ms)",
-                    total, (long long)(sf_now_mono_ms() - start), (long long)t_claim,
-                    (long long)t_scm, (long long)q.t_record, (long long)t_wait);
+                    s.total, (long long)(sf_now_mono_ms() - start), (long long)t_claim,
+                    (long long)t_scm, (long long)q.t_record, (long long)s.t_wait);
     return rc;
 }
 

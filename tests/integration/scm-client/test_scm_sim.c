@@ -512,6 +512,270 @@ static void test_batch_sim(void **state)
     assert_int_equal(sim_admin(&S, "DELETE", "/__sim/faults", NULL, NULL), 200);
 }
 
+/* ---- a batch fed while it runs (callbacks and the refill hook) ---- */
+
+typedef struct feed_req {
+    int calls;              /* callback calls: must end at exactly 1 */
+    int rc;
+    sf_scm_req_kind kind;
+    sf_err_class cls;
+    int64_t done_ms;        /* completion, ms after the feed started */
+    int fast_done_before;   /* (slow request) fast ones completed before it */
+} feed_req;
+
+typedef struct feed {
+    sf_scm_batch *b;
+    int64_t t0;
+    feed_req req[160];
+    int n_added;            /* requests added so far (index into req) */
+    int n_fast;             /* fast requests the hook hands out in all */
+    int fast_done;
+    int outstanding;        /* added, not completed */
+    int max_outstanding;
+    int hook_calls;
+    int hook_bad_room;      /* hook called with room != in_flight - outstanding */
+    int in_flight;          /* the batch's max_in_flight */
+} feed;
+
+static feed_req *feed_slot(feed *f)
+{
+    assert_true(f->n_added < (int)(sizeof(f->req) / sizeof(f->req[0])));
+    f->outstanding++;
+    if (f->outstanding > f->max_outstanding)
+        f->max_outstanding = f->outstanding;
+    return &f->req[f->n_added++];
+}
+
+static void feed_done(feed *f, feed_req *q, sf_scm_result *r)
+{
+    q->calls++;
+    q->rc = r->rc;
+    q->kind = r->kind;
+    q->cls = r->rc < 0 ? r->err.cls : SF_ERR_NONE;
+    q->done_ms = sf_now_mono_ms() - f->t0;
+    f->outstanding--;
+}
+
+static feed *g_feed;
+
+static void on_feed_collect(sf_scm_result *r, void *ud)
+{
+    feed_done(g_feed, ud, r);
+}
+
+/* Every details completion queues a collect from inside the callback. */
+static void on_feed_details(sf_scm_result *r, void *ud)
+{
+    feed *f = g_feed;
+    sf_error err;
+
+    feed_done(f, ud, r);
+    if (f->n_added == 12) /* the first completion: run() is not re-entrant */
+        assert_int_equal(sf_scm_batch_run(f->b, 0, &err), -1);
+    OK(sf_scm_batch_add_collect(f->b, 100, "pem", on_feed_collect, feed_slot(f), &err));
+}
+
+static void test_batch_add_from_callback(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    feed f;
+
+    (void)state;
+    memset(&f, 0, sizeof(f));
+    g_feed = &f;
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults", "{\"latency_ms\":10}", NULL), 200);
+    assert_int_equal(sim_admin(&S, "DELETE", "/__sim/requests", NULL, NULL), 200);
+    f.b = sf_scm_batch_new(c, 4, &err);
+    assert_non_null(f.b);
+    f.t0 = sf_now_mono_ms();
+    for (int i = 0; i < 12; i++)
+        OK(sf_scm_batch_add_details(f.b, 100 + i % 5, on_feed_details, feed_slot(&f), &err));
+    OK(sf_scm_batch_run(f.b, sf_now_mono_ms() + 60000, &err));
+    assert_int_equal(f.n_added, 24);
+    assert_int_equal(sf_scm_batch_pending(f.b), 0);
+    for (int i = 0; i < 24; i++) {
+        assert_int_equal(f.req[i].calls, 1);
+        assert_int_equal(f.req[i].rc, 0);
+        assert_int_equal(f.req[i].kind, i < 12 ? SF_SCM_REQ_DETAILS : SF_SCM_REQ_COLLECT);
+    }
+    assert_int_equal(recorded("GET /api/ssl/v1/collect/100/pem"), 12);
+    /* reusable afterwards */
+    assert_int_equal(sf_scm_batch_run(f.b, 0, &err), 0);
+    sf_scm_batch_free(f.b);
+    sf_scm_client_free(c);
+    assert_int_equal(sim_admin(&S, "DELETE", "/__sim/faults", NULL, NULL), 200);
+}
+
+static void on_feed_fast(sf_scm_result *r, void *ud)
+{
+    g_feed->fast_done++;
+    feed_done(g_feed, ud, r);
+}
+
+static void on_feed_slow(sf_scm_result *r, void *ud)
+{
+    feed_req *q = ud;
+
+    q->fast_done_before = g_feed->fast_done;
+    feed_done(g_feed, q, r);
+}
+
+/* The hook hands out one request per call: first a slow one (held 2 s by
+ * the simulator), then n_fast quick ones, then nothing. */
+static int feed_hook(sf_scm_batch *b, size_t room, void *ud)
+{
+    feed *f = ud;
+    sf_error err;
+
+    f->hook_calls++;
+    if ((int)room != f->in_flight - f->outstanding || room == 0)
+        f->hook_bad_room++;
+    if (f->n_added == 0) {
+        OK(sf_scm_batch_add_details(b, 103, on_feed_slow, feed_slot(f), &err));
+        return 1;
+    }
+    if (f->n_added > f->n_fast)
+        return 0;
+    OK(sf_scm_batch_add_details(b, 100, on_feed_fast, feed_slot(f), &err));
+    return 1;
+}
+
+static void test_batch_refill(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    feed f;
+    int64_t t;
+
+    (void)state;
+    memset(&f, 0, sizeof(f));
+    g_feed = &f;
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"latency_ms\":20,\"rules\":[{\"path_prefix\":\"/api/ssl/v1/103\",\"count\":1,\"kind\":\"delay\",\"hang_ms\":2000}]}",
+        NULL), 200);
+    f.in_flight = 4;
+    f.n_fast = 120;
+    f.b = sf_scm_batch_new(c, f.in_flight, &err);
+    assert_non_null(f.b);
+    sf_scm_batch_set_refill(f.b, feed_hook, &f);
+    f.t0 = t = sf_now_mono_ms();
+    /* nothing queued: the hook feeds the batch from the start */
+    OK(sf_scm_batch_run(f.b, t + 60000, &err));
+    t = sf_now_mono_ms() - t;
+    assert_int_equal(f.n_added, 1 + f.n_fast);
+    for (int i = 0; i < f.n_added; i++) {
+        assert_int_equal(f.req[i].calls, 1);
+        assert_int_equal(f.req[i].rc, 0);
+    }
+    assert_int_equal(f.max_outstanding, f.in_flight);
+    assert_int_equal(f.hook_bad_room, 0);
+    /* The slow request held one slot for 2 s; the hook refilled the three
+     * others as they completed, so most quick requests were done before it
+     * (refilling only when the batch drains would give 3 at most). */
+    print_message("refill: %d of %d quick requests done before the slow one (%lld ms), "
+                  "run %lld ms, %d hook calls\n", f.req[0].fast_done_before, f.n_fast,
+                  (long long)f.req[0].done_ms, (long long)t, f.hook_calls);
+    assert_true(f.req[0].done_ms >= 1900);
+    assert_true(f.req[0].fast_done_before >= 40);
+    assert_true(t < 20000);
+    sf_scm_batch_free(f.b);
+    sf_scm_client_free(c);
+    assert_int_equal(sim_admin(&S, "DELETE", "/__sim/faults", NULL, NULL), 200);
+}
+
+/* Per-request deadlines: an expired request (in flight or still queued)
+ * fails alone; the others, and what its callback adds, complete normally. */
+static void on_feed_expired(sf_scm_result *r, void *ud)
+{
+    feed *f = g_feed;
+    sf_error err;
+
+    feed_done(f, ud, r);
+    OK(sf_scm_batch_add_collect(f->b, 100, "pem", on_feed_collect, feed_slot(f), &err));
+}
+
+static void test_batch_request_deadline(void **state)
+{
+    sf_scm_client *c = client();
+    sf_error err;
+    feed f;
+    sf_scm_batch_req q = SF_SCM_BATCH_REQ_INIT;
+    int64_t t;
+
+    (void)state;
+    memset(&f, 0, sizeof(f));
+    g_feed = &f;
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"rules\":[{\"path_prefix\":\"/api/ssl/v1/104\",\"count\":1,\"kind\":\"delay\",\"hang_ms\":1500},"
+        "{\"path_prefix\":\"/api/ssl/v1/103\",\"count\":1,\"kind\":\"delay\",\"hang_ms\":1500}]}",
+        NULL), 200);
+    f.b = sf_scm_batch_new(c, 2, &err);
+    assert_non_null(f.b);
+    f.t0 = t = sf_now_mono_ms();
+    /* [0] in flight, expires at 300 ms; its callback adds [4] (no deadline) */
+    q.kind = SF_SCM_REQ_DETAILS;
+    q.ssl_id = 104;
+    q.deadline_ms = t + 300;
+    q.cb = on_feed_expired;
+    q.ud = feed_slot(&f);
+    OK(sf_scm_batch_add(f.b, &q, &err));
+    /* [1] in flight, no deadline: completes after 1.5 s */
+    OK(sf_scm_batch_add_details(f.b, 103, on_feed_collect, feed_slot(&f), &err));
+    /* [2] queued behind the two, expires at 200 ms before it is sent */
+    q.ssl_id = 102;
+    q.deadline_ms = t + 200;
+    q.cb = on_feed_collect;
+    q.ud = feed_slot(&f);
+    OK(sf_scm_batch_add(f.b, &q, &err));
+    /* [3] queued, a deadline far away: sent when [0] gives its slot up */
+    q.ssl_id = 100;
+    q.deadline_ms = t + 30000;
+    q.ud = feed_slot(&f);
+    OK(sf_scm_batch_add(f.b, &q, &err));
+    OK(sf_scm_batch_run(f.b, 0, &err));
+    assert_int_equal(f.n_added, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(f.req[i].calls, 1);
+    assert_int_equal(f.req[0].rc, -1);
+    assert_int_equal(f.req[0].cls, SF_ERR_TRANSIENT);
+    assert_true(f.req[0].done_ms >= 300 && f.req[0].done_ms < 1400);
+    assert_int_equal(f.req[2].rc, -1);
+    assert_int_equal(f.req[2].cls, SF_ERR_TRANSIENT);
+    assert_true(f.req[2].done_ms >= 200 && f.req[2].done_ms < 1400);
+    assert_int_equal(f.req[1].rc, 0);
+    assert_true(f.req[1].done_ms >= 1500);
+    assert_int_equal(f.req[3].rc, 0);
+    assert_true(f.req[3].done_ms < 1400);
+    assert_int_equal(f.req[4].rc, 0);
+    assert_int_equal(f.req[4].kind, SF_SCM_REQ_COLLECT);
+    assert_int_equal(recorded("GET /api/ssl/v1/102"), 0);
+
+    sf_scm_batch_free(f.b);
+
+    /* The run's own deadline: what a callback adds meanwhile fails too. */
+    memset(&f, 0, sizeof(f));
+    f.b = sf_scm_batch_new(c, 2, &err);
+    assert_non_null(f.b);
+    assert_int_equal(sim_admin(&S, "POST", "/__sim/faults",
+        "{\"rules\":[{\"path_prefix\":\"/api/ssl/v1/101\",\"count\":2,\"kind\":\"delay\",\"hang_ms\":1500}]}",
+        NULL), 200);
+    f.t0 = sf_now_mono_ms();
+    for (int i = 0; i < 2; i++)
+        OK(sf_scm_batch_add_details(f.b, 101, on_feed_expired, feed_slot(&f), &err));
+    assert_int_equal(sf_scm_batch_run(f.b, sf_now_mono_ms() + 300, &err), -1);
+    assert_int_equal(err.cls, SF_ERR_TRANSIENT);
+    assert_int_equal(f.n_added, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(f.req[i].calls, 1);
+        assert_int_equal(f.req[i].rc, -1);
+    }
+    assert_int_equal(sf_scm_batch_pending(f.b), 0);
+    sf_scm_batch_free(f.b);
+    sf_scm_client_free(c);
+    assert_int_equal(sim_admin(&S, "DELETE", "/__sim/faults", NULL, NULL), 200);
+}
+
 /* Read-only checks that are safe on the shared `sim` fixture. */
 static void test_shared_readonly(void **state)
 {
@@ -580,6 +844,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_approval, reset),
         cmocka_unit_test_setup(test_faults, reset),
         cmocka_unit_test_setup(test_batch_sim, reset),
+        cmocka_unit_test_setup(test_batch_add_from_callback, reset),
+        cmocka_unit_test_setup(test_batch_refill, reset),
+        cmocka_unit_test_setup(test_batch_request_deadline, reset),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

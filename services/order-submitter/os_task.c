@@ -428,9 +428,6 @@ static int claim_and_prepare(os_runner *r, op *ops, int max, int *n, sf_error *e
         " private_key_sealed = coalesce(x.key, o.private_key_sealed), updated_at = now()"
         " FROM jsonb_to_recordset($1::jsonb) AS x(order_id text, csr text, key text)"
         " WHERE o.id = x.order_id AND o.state IN ('accepted', 'submitting')";
-    static const char sql_failkey[] =
-        "UPDATE scm_operations SET lease_until = NULL, next_attempt_at = now() + interval '1 hour',"
-        " last_error = $2::jsonb WHERE id = $1::bigint";
     sf_db *db = sf_worker_dbh(os_worker(r));
     int k = 0;
 
@@ -504,7 +501,6 @@ static int claim_and_prepare(os_runner *r, op *ops, int max, int *n, sf_error *e
         if (x < 0)
             goto fail;
     }
-    (void)sql_failkey;
     if (sf_db_commit(db, err) < 0)
         goto fail_nr;
     *n = k;
@@ -1567,6 +1563,29 @@ static void release_ops(op *ops, int n)
         op_release(&ops[i]);
 }
 
+/* Claim a round; a failed claim whose COMMIT answer may have been lost
+ * may still have taken leases: they are taken back at the next task. */
+static int claim_round(os_runner *r, op *ops, int max, int *n, sf_error *err)
+{
+    if (claim_and_prepare(r, ops, max, n, err) == 0)
+        return 0;
+    if (err && err->cls == SF_ERR_TRANSIENT)
+        own_leases_orphaned = true;
+    *n = 0;
+    return -1;
+}
+
+/* Record a round, announce its events to the relay, free it. */
+static int record_and_release(os_runner *r, sf_worker *w, op *ops, int n, sf_error *err)
+{
+    int rc = record_round(r, w, ops, n, err);
+
+    if (rc == 0)
+        sf_worker_kick_relay(w); /* events in the outbox */
+    release_ops(ops, n);
+    return rc;
+}
+
 int os_task_submit(sf_worker *w, void *ud, sf_error *err)
 {
     os_runner *r = ud;
@@ -1591,13 +1610,8 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
         next_dead_check = sf_now_mono_ms() + 2000;
     }
     t = sf_now_mono_ms();
-    if (claim_and_prepare(r, cur, max, &ncur, err) < 0) {
-        /* a COMMIT whose answer was lost may have taken leases */
-        if (err && err->cls == SF_ERR_TRANSIENT)
-            own_leases_orphaned = true;
+    if (claim_round(r, cur, max, &ncur, err) < 0)
         rc = -1;
-        ncur = 0;
-    }
     t_claim += sf_now_mono_ms() - t;
     while (ncur > 0) {
         par_run pr;
@@ -1608,11 +1622,9 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
         par_start(r, cur, ncur, &pr);
         if (nprev > 0) {
             t = sf_now_mono_ms();
-            if (record_round(r, w, prev, nprev, err) < 0)
-                rc = -1; /* no new claims; the rounds in hand are still recorded */
-            else
-                sf_worker_kick_relay(w); /* events in the outbox */
-            release_ops(prev, nprev);
+            /* on failure: no new claims; the rounds in hand are still recorded */
+            if (record_and_release(r, w, prev, nprev, err) < 0)
+                rc = -1;
             nprev = 0;
             t_record += sf_now_mono_ms() - t;
             t_here += sf_now_mono_ms() - t;
@@ -1620,12 +1632,8 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
         if (rc == 0 && ncur == max && !sf_worker_stop_requested(w) &&
             sf_now_mono_ms() < deadline) {
             t = sf_now_mono_ms();
-            if (claim_and_prepare(r, next, max, &nnext, err) < 0) {
-                if (err && err->cls == SF_ERR_TRANSIENT)
-                    own_leases_orphaned = true;
+            if (claim_round(r, next, max, &nnext, err) < 0)
                 rc = -1;
-                nnext = 0;
-            }
             t_claim += sf_now_mono_ms() - t;
             t_here += sf_now_mono_ms() - t;
         }
@@ -1651,11 +1659,8 @@ int os_task_submit(sf_worker *w, void *ud, sf_error *err)
     }
     if (nprev > 0) {
         t = sf_now_mono_ms();
-        if (record_round(r, w, prev, nprev, err) < 0)
+        if (record_and_release(r, w, prev, nprev, err) < 0)
             rc = -1;
-        else
-            sf_worker_kick_relay(w);
-        release_ops(prev, nprev);
         t_record += sf_now_mono_ms() - t;
     }
     free(cur);

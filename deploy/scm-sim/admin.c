@@ -132,6 +132,9 @@ static void h_state(sim_resp *resp)
     cJSON_AddNumberToObject(o, "requests", (double)g_sim.rec_count);
     cJSON_AddNumberToObject(o, "requests_total", (double)g_sim.rec_seq);
     cJSON_AddNumberToObject(o, "enrollments", (double)g_sim.nenrolls);
+    cJSON_AddNumberToObject(o, "api_answered", (double)g_sim.timed_n);
+    cJSON_AddNumberToObject(o, "api_answer_us_total", (double)g_sim.timed_answer_us);
+    cJSON_AddNumberToObject(o, "api_sent_us_total", (double)g_sim.timed_done_us);
     cJSON_AddNumberToObject(o, "next_id", g_sim.next_id);
     cJSON_AddNumberToObject(o, "issue_after_polls", g_sim.issue_after_polls);
     cJSON_AddNumberToObject(o, "issue_delay_ms", (double)g_sim.issue_delay_ms);

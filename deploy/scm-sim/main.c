@@ -26,7 +26,17 @@ typedef struct conn_ctx {
     char *body;
     size_t len, cap;
     bool too_big;
+    bool api;               /* an /api request: timed for /__sim/state */
+    int64_t t_arrive_us;    /* request headers parsed */
+    int64_t t_answer_us;    /* response queued (after latency and handling) */
 } conn_ctx;
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -402,6 +412,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         cc = calloc(1, sizeof *cc);
         if (!cc)
             return MHD_NO;
+        cc->t_arrive_us = mono_us();
         *con_cls = cc;
         return MHD_YES;
     }
@@ -518,6 +529,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             api_handle(&req, &resp);
     }
     pthread_mutex_unlock(&g_sim.mu);
+    cc->api = req.sub != NULL;
     sim_record rec;
     record_prepare(&rec, c, method, url, req.body, req.body_len, fault_kind == SIM_FK_TAC ? 0 : resp.status,
                    fault_kind ? fk_names[fault_kind] : (limited ? "rate_limit" : NULL));
@@ -532,6 +544,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         reset_connection(c);
         return MHD_NO;
     }
+    cc->t_answer_us = mono_us();
     return send_resp(c, &resp);
 }
 
@@ -540,9 +553,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
     (void)cls;
     (void)c;
-    (void)toe;
     conn_ctx *cc = *con_cls;
     if (cc) {
+        if (cc->api && cc->t_answer_us > 0 && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+            int64_t now = mono_us();
+            pthread_mutex_lock(&g_sim.mu);
+            g_sim.timed_n++;
+            g_sim.timed_answer_us += cc->t_answer_us - cc->t_arrive_us;
+            g_sim.timed_done_us += now - cc->t_arrive_us;
+            pthread_mutex_unlock(&g_sim.mu);
+        }
         free(cc->body);
         free(cc);
         *con_cls = NULL;

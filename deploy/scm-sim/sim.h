@@ -180,6 +180,11 @@ typedef struct sim_state {
     size_t nbuckets;
     cJSON *faults_json;            /* as last set, for GET */
 
+    /* API requests answered: from headers parsed to response queued, and to
+     * response sent (what the simulator itself adds on top of latency_ms) */
+    uint64_t timed_n;
+    int64_t timed_answer_us, timed_done_us;
+
     bool quiet;
 } sim_state;
 

@@ -808,6 +808,61 @@ static void test_shared_readonly(void **state)
     sf_scm_client_free(c);
 }
 
+/* The batch over HTTPS, as against the real SCM: curl's socket interface
+ * with TLS (a record may hold more than one read asks for), a private
+ * scm-sim with a self-signed CA. With the wrong trust anchors every request
+ * fails at once, none hangs. */
+static void test_batch_tls(void **state)
+{
+    char dir[64] = "/tmp/scmclient-tls-XXXXXX", ca[128], cmd[128];
+    const char *extra[] = {"--tls-self-signed", dir, NULL};
+    simproc t;
+    sf_scm_account a = mkacct();
+    sf_scm_client *c;
+    sf_scm_batch *b;
+    sf_error err;
+    bst s = {0, 0}, bad = {0, 0};
+    int64_t t0;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    (void)sf_snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    assert_int_equal(sim_start(&t, extra), 0);
+    (void)sf_snprintf(t.base, sizeof(t.base), "https://127.0.0.1:%d/api", t.port);
+    a.base_url = t.base;
+    a.ca_bundle = ca;
+    assert_non_null(c = sf_scm_client_new(&a, &err));
+    assert_non_null(b = sf_scm_batch_new(c, 16, &err));
+    for (int r = 0; r < 20; r++)
+        for (int id = 100; id <= 104; id++) {
+            if (id == 102 || id == 103)
+                OK(sf_scm_batch_add_details(b, id, on_done, &s, &err));
+            else
+                OK(sf_scm_batch_add_collect(b, id, "pem", on_done, &s, &err));
+        }
+    OK(sf_scm_batch_run(b, sf_now_mono_ms() + 60000, &err));
+    assert_int_equal(s.calls, 100);
+    assert_int_equal(s.ok, 100);
+    sf_scm_batch_free(b);
+    sf_scm_client_free(c);
+
+    a.ca_bundle = NULL; /* the system's CAs do not know scm-sim's */
+    assert_non_null(c = sf_scm_client_new(&a, &err));
+    assert_non_null(b = sf_scm_batch_new(c, 4, &err));
+    for (int i = 0; i < 8; i++)
+        OK(sf_scm_batch_add_details(b, 102, on_done, &bad, &err));
+    t0 = sf_now_mono_ms();
+    (void)sf_scm_batch_run(b, sf_now_mono_ms() + 60000, &err);
+    assert_int_equal(bad.calls, 8);
+    assert_int_equal(bad.ok, 0);
+    assert_true(sf_now_mono_ms() - t0 < 10000);
+    sf_scm_batch_free(b);
+    sf_scm_client_free(c);
+    sim_stop(&t);
+    (void)sf_snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -847,6 +902,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_batch_add_from_callback, reset),
         cmocka_unit_test_setup(test_batch_refill, reset),
         cmocka_unit_test_setup(test_batch_request_deadline, reset),
+        cmocka_unit_test(test_batch_tls),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -30,9 +30,9 @@ static const sf_cfg_def settings[] = {
      "SCM requests in flight per replica", false},
     {"SCMFLOW_STATUS_LEASE", SF_CFG_DURATION, "5m", 1000, 86400000, NULL,
      "lease on claimed orders; a dead replica's orders are checked by others after it", false},
-    {"SCMFLOW_STATUS_SLICE", SF_CFG_DURATION, "2s", 10, 600000, NULL,
-     "one run of the poll task claims new rounds for at most this long, then lets the loop "
-     "serve Kafka", false},
+    {"SCMFLOW_STATUS_SLICE", SF_CFG_DURATION, "60s", 10, 600000, NULL,
+     "one run of the poll task (on its own thread) claims new rounds for at most this long, "
+     "then drains, closes its connections and starts again", false},
     {"SCMFLOW_STATUS_PIPELINE", SF_CFG_INT, "1", 0, 1, NULL,
      "1 = record a round on a second DB connection while the next round is checked at SCM "
      "(higher throughput; 0 = claim, check, record one after another)", false},
@@ -55,7 +55,12 @@ static int task_daily(sf_worker *w, void *ud, sf_error *err);
 
 static const sf_worker_task tasks[] = {
     {"status.daily", 86400000, task_daily, "SCMFLOW_STATUS_POLL_INTERVAL", true, false},
-    {"status.poll", 200, sp_task_poll, "SCMFLOW_STATUS_TICK", false, false},
+    /* its own thread (and database connection): a run streams SCM checks
+     * for up to SCMFLOW_STATUS_SLICE while the main loop keeps relaying the
+     * events they produce and taking in check commands. On the main loop,
+     * every slice ended by draining SCM and waiting for the relay: with 2 s
+     * slices that cost 13% of the checks per second. */
+    {"status.poll", 200, sp_task_poll, "SCMFLOW_STATUS_TICK", false, true},
 };
 
 typedef struct sp_client {

@@ -880,6 +880,8 @@ static void *recorder_main(void *arg)
         rc = q->failed ? -1 : record_all(q->r, q->db, items, n, &e);
         free_items(items, n);
 
+        if (rc == 0) /* publish its events now, not at the next relay period */
+            sf_worker_kick_relay(sp_worker(q->r));
         pthread_mutex_lock(&q->mu);
         q->t_record += sf_now_mono_ms() - t;
         if (rc < 0 && !q->failed) {

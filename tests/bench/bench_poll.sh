@@ -11,23 +11,12 @@ INFLIGHT=${BENCH_POLL_INFLIGHT:-64}
 . "$SCMFLOW_SOURCE_DIR/tests/integration/poller/lib.sh"
 pt_setup
 export SCMFLOW_LOG_LEVEL=info
-export SCMFLOW_STATUS_BATCH=${BENCH_POLL_BATCH:-2000} SCMFLOW_STATUS_INFLIGHT=$INFLIGHT SCMFLOW_STATUS_SLICE=60s
+export SCMFLOW_STATUS_BATCH=${BENCH_POLL_BATCH:-2000} SCMFLOW_STATUS_INFLIGHT=$INFLIGHT
 pt_sim --issue-after-polls 1000000 --generate-certs "$N" --record-max 1000
 pt_account
 
-: > "$PT_DIR/orders.csv"
-for ((pos = 0; pos < N + 2000; pos += 200)); do
-    curl -fsS -H "login: $PT_LOGIN" -H "password: $PT_PASSWORD" -H "customerUri: $PT_CUSTOMER" \
-        "$PT_SIM/ssl/v1?position=$pos&size=200" > "$PT_DIR/page.json" || pt_fail "list"
-    [ "$(jq length "$PT_DIR/page.json")" = 0 ] && break
-    jq -r '.[] | select(.commonName | startswith("gen-")) | "b-\(.sslId),\(.sslId),\(.commonName)"' "$PT_DIR/page.json" >> "$PT_DIR/orders.csv"
-done
-[ "$(wc -l < "$PT_DIR/orders.csv")" = "$N" ] || pt_fail "listed $(wc -l < "$PT_DIR/orders.csv") orders"
-psql "$PT_DB_URL" -XAtq -v ON_ERROR_STOP=1 \
-    -c "CREATE TABLE bench_x (id text, ssl bigint, cn text)" \
-    -c "\\copy bench_x FROM '$PT_DIR/orders.csv' WITH (FORMAT csv)" \
-    -c "INSERT INTO orders (id, account, origin, state, ssl_id, common_name) SELECT id, 'main', 'enroll', 'issued', ssl, cn FROM bench_x" \
-    -c "VACUUM ANALYZE orders" >/dev/null || pt_fail "insert orders"
+pt_generated_orders "$N" b issued
+pt_sql "VACUUM ANALYZE orders" >/dev/null
 
 run() { # LATENCY_MS
     local lat=$1 pid rss ms n0 rate bound

@@ -26,6 +26,7 @@ if(TARGET status-poller AND TARGET repo-ingest AND TARGET scmctl AND TARGET scm-
   _pi_test(fault.poller.lease integration/poller/lease.sh 240 "integration;fault")
   _pi_test(integration.poller.scale integration/poller/scale.sh 600 integration)
   _pi_test(integration.poller.deadline integration/poller/deadline.sh 180 integration)
+  _pi_test(integration.poller.busy integration/poller/busy.sh 180 integration)
   _pi_test(integration.ingest.license integration/ingest/license.sh 240 integration)
   _pi_test(integration.ingest.bad_chains integration/ingest/bad_chains.sh 240 integration)
   if(TARGET order-submitter AND TARGET catalog-sync)

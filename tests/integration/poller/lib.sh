@@ -118,6 +118,27 @@ pt_order() {
             VALUES ('$id', 'main', 'enroll', 'submitted', $ssl, '$cn', '$arr', now(), now())"
 }
 
+# pt_generated_orders N PREFIX STATE: an order row in STATE, due now, for
+# each of the N certificates scm-sim generated (--generate-certs N; listed
+# through the API, 200 a page); the ids are PREFIX-<sslId>.
+pt_generated_orders() {
+    local n=$1 prefix=$2 state=$3 pos
+    : > "$PT_DIR/orders.csv"
+    for ((pos = 0; pos < n + 2000; pos += 200)); do
+        curl -fsS -H "login: $PT_LOGIN" -H "password: $PT_PASSWORD" -H "customerUri: $PT_CUSTOMER" \
+            "$PT_SIM/ssl/v1?position=$pos&size=200" > "$PT_DIR/page.json" || pt_fail "list"
+        [ "$(jq length "$PT_DIR/page.json")" = 0 ] && break
+        jq -r --arg p "$prefix" '.[] | select(.commonName | startswith("gen-")) | "\($p)-\(.sslId),\(.sslId),\(.commonName)"' \
+            "$PT_DIR/page.json" >> "$PT_DIR/orders.csv"
+    done
+    [ "$(wc -l < "$PT_DIR/orders.csv")" = "$n" ] || pt_fail "listed $(wc -l < "$PT_DIR/orders.csv") generated orders"
+    psql "$PT_DB_URL" -XAtq -v ON_ERROR_STOP=1 \
+        -c "CREATE TEMP TABLE x (id text, ssl bigint, cn text)" \
+        -c "\\copy x FROM '$PT_DIR/orders.csv' WITH (FORMAT csv)" \
+        -c "INSERT INTO orders (id, account, origin, state, ssl_id, common_name, next_check_at)
+            SELECT id, 'main', 'enroll', '$state', ssl, cn, now() FROM x" >/dev/null || pt_fail "insert orders"
+}
+
 # pt_events FILE [TOPIC_SUFFIX]: every message of <prefix>events (or the
 # given topic) so far, one JSON per line.
 pt_events() {

@@ -12,20 +12,7 @@ export SCMFLOW_STATUS_LADDER=1h SCMFLOW_STATUS_BATCH=250 SCMFLOW_STATUS_INFLIGHT
 pt_sim --issue-after-polls 1000000 --generate-certs "$N" --record-max 100000
 pt_account
 
-# the generated orders' sslIds, paged (200 per page)
-: > "$PT_DIR/orders.csv"
-for ((pos = 0; pos < N + 2000; pos += 200)); do
-    curl -fsS -H "login: $PT_LOGIN" -H "password: $PT_PASSWORD" -H "customerUri: $PT_CUSTOMER" \
-        "$PT_SIM/ssl/v1?position=$pos&size=200" > "$PT_DIR/page.json" || pt_fail "list"
-    [ "$(jq length "$PT_DIR/page.json")" = 0 ] && break
-    jq -r '.[] | select(.commonName | startswith("gen-")) | "s-\(.sslId),\(.sslId),\(.commonName)"' "$PT_DIR/page.json" >> "$PT_DIR/orders.csv"
-done
-[ "$(wc -l < "$PT_DIR/orders.csv")" = "$N" ] || pt_fail "listed $(wc -l < "$PT_DIR/orders.csv") generated orders"
-psql "$PT_DB_URL" -XAtq -v ON_ERROR_STOP=1 \
-    -c "CREATE TEMP TABLE x (id text, ssl bigint, cn text)" \
-    -c "\\copy x FROM '$PT_DIR/orders.csv' WITH (FORMAT csv)" \
-    -c "INSERT INTO orders (id, account, origin, state, ssl_id, common_name, next_check_at)
-        SELECT id, 'main', 'enroll', 'submitted', ssl, cn, now() FROM x" || pt_fail "insert orders"
+pt_generated_orders "$N" s submitted
 curl -fsS -X DELETE "$PT_SIM_ADMIN/requests" >/dev/null
 t0=$(date +%s%N)
 pt_start r1 "$STATUS_POLLER" SCMFLOW_CONSUMER_GROUP=${SCMFLOW_TOPIC_PREFIX}g-scale

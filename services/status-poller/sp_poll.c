@@ -565,6 +565,68 @@ static int plan_one(sp_runner *r, item *it)
 }
 
 /* Apply the plans of items[0..n) in the open transaction. */
+/* A round's events by topic (a round has two topics at most: events and
+ * collected), each in the order planned; keys borrowed, payloads owned. */
+#define EV_MAX_TOPICS 4
+
+typedef struct ev_group {
+    const char *topic;
+    const char **keys;
+    char **payloads;
+    size_t n, cap;
+} ev_group;
+
+typedef struct ev_groups {
+    ev_group g[EV_MAX_TOPICS];
+    size_t n;
+} ev_groups;
+
+/* Takes payload (freed on failure too). */
+static int ev_groups_add(ev_groups *gs, const char *topic, const char *key, char *payload)
+{
+    ev_group *g = NULL;
+
+    for (size_t i = 0; i < gs->n && g == NULL; i++)
+        if (strcmp(gs->g[i].topic, topic) == 0)
+            g = &gs->g[i];
+    if (g == NULL && gs->n < EV_MAX_TOPICS) {
+        g = &gs->g[gs->n++];
+        g->topic = topic;
+    }
+    if (g == NULL)
+        goto fail;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 64;
+        const char **k = realloc(g->keys, cap * sizeof(*k));
+
+        if (k == NULL)
+            goto fail;
+        g->keys = k;
+        char **p = realloc(g->payloads, cap * sizeof(*p));
+        if (p == NULL)
+            goto fail;
+        g->payloads = p;
+        g->cap = cap;
+    }
+    g->keys[g->n] = key;
+    g->payloads[g->n++] = payload;
+    return 0;
+fail:
+    free(payload);
+    return -1;
+}
+
+static void ev_groups_free(ev_groups *gs)
+{
+    for (size_t i = 0; i < gs->n; i++) {
+        for (size_t k = 0; k < gs->g[i].n; k++)
+            free(gs->g[i].payloads[k]);
+        free(gs->g[i].keys);
+        free(gs->g[i].payloads);
+    }
+    gs->n = 0;
+}
+
 static int apply(sp_runner *r, sf_db *db, item *items, size_t n, sf_error *err)
 {
     static const char sql_upd[] =
@@ -591,23 +653,15 @@ static int apply(sp_runner *r, sf_db *db, item *items, size_t n, sf_error *err)
         "UPDATE certificates SET status = 'revoked', updated_at = now()"
         " WHERE order_id = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))"
         " AND status IN ('active', 'superseded')";
-    /* Outbox rows written like sf_db_outbox_add does (table of
-     * 001_core.sql, NOTIFY at commit), one statement for the round. */
-    static const char sql_outbox[] =
-        "WITH ins AS (INSERT INTO outbox (topic, msg_key, payload)"
-        " SELECT e->>'topic', e->>'key', convert_to(e->>'payload', 'UTF8')"
-        " FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS t(e, n)"
-        " ORDER BY n RETURNING 1)"
-        " SELECT count(*), pg_notify($2, '') FROM ins";
     cJSON *rows = cJSON_CreateArray(), *hist = cJSON_CreateArray(), *rev = cJSON_CreateArray();
-    cJSON *out = cJSON_CreateArray();
+    ev_groups out;
     char *txt = NULL, source[160];
     PGresult *res = NULL;
-    size_t nev = 0;
     int rc = -1;
 
+    memset(&out, 0, sizeof(out));
     (void)sf_snprintf(source, sizeof(source), "scmflow/%s", sf_worker_name(sp_worker(r)));
-    if (rows == NULL || hist == NULL || rev == NULL || out == NULL)
+    if (rows == NULL || hist == NULL || rev == NULL)
         goto oom;
     for (size_t i = 0; i < n; i++) {
         item *it = &items[i];
@@ -680,21 +734,12 @@ static int apply(sp_runner *r, sf_db *db, item *items, size_t n, sf_error *err)
             const char *topic = cJSON_GetObjectItemCaseSensitive(e, "topic")->valuestring;
             const char *type = cJSON_GetObjectItemCaseSensitive(e, "type")->valuestring;
             char *payload = NULL;
-            cJSON *row;
 
             if (sf_event_encode(type, source, NULL, it->cmd_id,
                                 cJSON_GetObjectItemCaseSensitive(e, "data"), &payload, NULL, err) < 0)
                 goto out;
-            if ((row = cJSON_CreateObject()) == NULL) {
-                free(payload);
+            if (ev_groups_add(&out, topic, it->id, payload) < 0)
                 goto oom;
-            }
-            cJSON_AddItemToArray(out, row);
-            cJSON_AddStringToObject(row, "topic", topic);
-            cJSON_AddStringToObject(row, "key", it->id);
-            cJSON_AddStringToObject(row, "payload", payload);
-            free(payload);
-            nev++;
         }
     }
     if (cJSON_GetArraySize(hist) > 0) {
@@ -721,16 +766,12 @@ static int apply(sp_runner *r, sf_db *db, item *items, size_t n, sf_error *err)
         free(txt);
         txt = NULL;
     }
-    if (nev > 0) {
-        if ((txt = cJSON_PrintUnformatted(out)) == NULL)
-            goto oom;
-        {
-            const char *p[2] = {txt, SF_DB_OUTBOX_CHANNEL};
-
-            if (sf_db_exec(db, sql_outbox, 2, p, NULL, err) < 0)
-                goto out;
-        }
-    }
+    /* one statement per topic; within a topic the events keep their order
+     * (status change first, then what follows from it) */
+    for (size_t g = 0; g < out.n; g++)
+        if (sf_db_outbox_add_many(db, out.g[g].topic, out.g[g].n, (const char *const *)out.g[g].keys,
+                                  (const char *const *)out.g[g].payloads, err) < 0)
+            goto out;
     rc = 0;
     goto out;
 oom:
@@ -741,7 +782,7 @@ out:
     cJSON_Delete(rows);
     cJSON_Delete(hist);
     cJSON_Delete(rev);
-    cJSON_Delete(out);
+    ev_groups_free(&out);
     return rc;
 }
 

@@ -166,9 +166,13 @@ e2e_sim_post() { curl -fsS -X POST -H 'Content-Type: application/json' -d "$2" "
 e2e_sim_get() { curl -fsS "$E2E_SIM_ADMIN/$1"; }
 
 # e2e_worker NAME N: start replica N of worker NAME (log E2E_DIR/NAME.N.log).
+# The consumer group carries the test's topic prefix: groups are broker-wide,
+# and a test that SIGKILLs its workers (e2e.faults) leaves dead members that
+# stall every rebalance of a group it shares until their session times out
+# (e2e.lifecycle, run beside it, once waited 45 s for its poller's partitions).
 e2e_worker() {
     local w=$1 n=$2
-    "$SCMFLOW_BIN_DIR/$w" >> "$E2E_DIR/$w.$n.log" 2>&1 &
+    SCMFLOW_CONSUMER_GROUP="${SCMFLOW_TOPIC_PREFIX}scmflow-$w" "$SCMFLOW_BIN_DIR/$w" >> "$E2E_DIR/$w.$n.log" 2>&1 &
     E2E_WPID[$w.$n]=$!
     E2E_PIDS+=($!); e2e_track $!
 }

@@ -67,9 +67,12 @@ ct_sim() {
 }
 
 # ct_worker NAME [ENV=VALUE...]: start a catalog-sync replica; its pid in CT_LAST_PID.
+# Its consumer group carries the test's topic prefix: groups are broker-wide,
+# and fault.catalog.import_kill's SIGKILLed replicas stalled the rebalances of
+# integration.catalog.import, run beside it, for 4 minutes.
 ct_worker() {
     local name=$1; shift
-    env "$@" "$CATALOG_SYNC" > "$CT_DIR/$name.log" 2>&1 &
+    env SCMFLOW_CONSUMER_GROUP="${SCMFLOW_TOPIC_PREFIX}scmflow-catalog-sync" "$@" "$CATALOG_SYNC" > "$CT_DIR/$name.log" 2>&1 &
     CT_LAST_PID=$!
     CT_PIDS+=($CT_LAST_PID)
 }

@@ -820,23 +820,32 @@ out:
 
 /* ----------------------------------------------------------- details */
 
+/* The next name of a comma-joined SAN list into item (names of 300 bytes
+ * or more are skipped); false at the end. */
+static bool san_next(const char **pp, char item[300])
+{
+    const char *p = *pp;
+    while (p && *p) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        *pp = c ? c + 1 : NULL;
+        if (len < 300) {
+            memcpy(item, p, len);
+            item[len] = '\0';
+            return true;
+        }
+        p = *pp;
+    }
+    return false;
+}
+
 static cJSON *sans_array(const char *sans)
 {
     cJSON *a = cJSON_CreateArray();
     const char *p = sans;
-    while (p && *p) {
-        const char *c = strchr(p, ',');
-        size_t len = c ? (size_t)(c - p) : strlen(p);
-        char item[300];
-        if (len < sizeof item) {
-            memcpy(item, p, len);
-            item[len] = '\0';
-            cJSON_AddItemToArray(a, cJSON_CreateString(item));
-        }
-        if (!c)
-            break;
-        p = c + 1;
-    }
+    char item[300];
+    while (san_next(&p, item))
+        cJSON_AddItemToArray(a, cJSON_CreateString(item));
     return a;
 }
 
@@ -1066,22 +1075,11 @@ static char *details_text(sim_cert *c, size_t *out_len)
         jw_key(&w, "subjectAlternativeNames");
         jw_raw(&w, "[", 1);
         const char *p = c->sans;
-        bool first = true;
-        while (p && *p) {
-            const char *cm = strchr(p, ',');
-            size_t len = cm ? (size_t)(cm - p) : strlen(p);
-            char item[300];
-            if (len < sizeof item) {
-                memcpy(item, p, len);
-                item[len] = '\0';
-                if (!first)
-                    jw_raw(&w, ",", 1);
-                first = false;
-                jw_str(&w, item);
-            }
-            if (!cm)
-                break;
-            p = cm + 1;
+        char item[300];
+        for (bool first = true; san_next(&p, item); first = false) {
+            if (!first)
+                jw_raw(&w, ",", 1);
+            jw_str(&w, item);
         }
         jw_raw(&w, "]", 1);
     }

@@ -564,7 +564,6 @@ static int plan_one(sp_runner *r, item *it)
     return 0;
 }
 
-/* Apply the plans of items[0..n) in the open transaction. */
 /* A round's events by topic (a round has two topics at most: events and
  * collected), each in the order planned; keys borrowed, payloads owned. */
 #define EV_MAX_TOPICS 4
@@ -627,6 +626,7 @@ static void ev_groups_free(ev_groups *gs)
     gs->n = 0;
 }
 
+/* Apply the plans of items[0..n) in the open transaction. */
 static int apply(sp_runner *r, sf_db *db, item *items, size_t n, sf_error *err)
 {
     static const char sql_upd[] =
